@@ -1,0 +1,44 @@
+/*
+ * Where tokens come from: the in-memory cache, the disk cache (one
+ * file per credential, flock single flight, atomic rename), and only
+ * then the token endpoint.
+ */
+#ifndef OA2_CACHE_H
+#define OA2_CACHE_H
+
+#include <time.h>
+#include "error.h"
+#include "token.h"
+
+struct oa2_account;
+
+#define OA2_FROM_MEMORY	1
+#define OA2_FROM_DISK	2
+#define OA2_FROM_SERVER	3
+
+/*
+ * A token for acct valid for at least refresh_margin more seconds, into
+ * out (a copy; clear it with oa2_token_clear). *from (if not NULL) says
+ * where it came from. Thread-safe.
+ */
+int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
+    struct oa2_token *out, int *from, struct oa2_error *err);
+
+/*
+ * The mail server refused token: drop it from memory and disk (only if
+ * the cache still holds that same token).
+ */
+void oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
+    const char *token);
+
+/* Path of acct's cache file in a new string, or NULL (memory only). */
+char *oa2_cache_file(const struct oa2_account *acct);
+
+/*
+ * Read acct's disk cache entry (for `sasl-oauth2 cache list`): expiry
+ * into *expires_at. OA2_OK, or OA2_ERR_CACHE when absent or unreadable.
+ */
+int oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
+    struct oa2_error *err);
+
+#endif

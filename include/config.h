@@ -1,0 +1,92 @@
+/*
+ * The libconfig file: validated accounts with their credentials loaded.
+ */
+#ifndef OA2_CONFIG_H
+#define OA2_CONFIG_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+#include "error.h"
+#include "jwt.h"
+#include "token.h"
+
+#define OA2_CRED_SECRET	1
+#define OA2_CRED_CERT	2
+
+/* A CA bundle read into memory at load time (before any chroot). */
+struct oa2_blob {
+	char	*path;
+	char	*data;
+	size_t	len;
+};
+
+struct oa2_account {
+	char	*match;			/* "user@dom", "*@dom" or "*" */
+	int	line;			/* where the account starts in the file */
+	char	*authority;		/* https://login.microsoftonline.com */
+	char	*tenant;
+	char	*client_id;
+	char	*scope;
+	char	*token_url;		/* {authority}/{tenant}/oauth2/v2.0/token */
+	const struct oa2_blob *ca;	/* owned by the config; NULL: system default */
+	char	*cache_dir;		/* NULL: memory only */
+	long	refresh_margin;		/* seconds */
+	long	timeout;		/* seconds, whole token request */
+
+	int	cred;			/* OA2_CRED_* */
+	char	*client_secret;		/* OA2_CRED_SECRET; wiped at free */
+	struct oa2_cert *cert;		/* OA2_CRED_CERT */
+	int	assertion_alg;		/* OA2_ALG_* */
+	long	assertion_lifetime;	/* seconds */
+
+	char	cache_key[33];		/* hex; names the disk cache file */
+	struct oa2_token mem;		/* the in-memory cache */
+};
+
+struct oa2_config {
+	char	*path;
+	int	log_level;
+	struct oa2_account *accounts;
+	size_t	naccounts;
+	struct oa2_blob *cas;
+	size_t	ncas;
+	/* identity of the file when loaded, to notice changes */
+	dev_t	dev;
+	ino_t	ino;
+	struct timespec mtime;
+	off_t	size;
+};
+
+/*
+ * Load and validate path. Every error names file, line and key. On
+ * success *out is the config; free with oa2_config_free. Warnings (a
+ * certificate close to expiry) go to lg.
+ */
+int oa2_config_load(const char *path, const struct oa2_log *lg,
+    struct oa2_config **out, struct oa2_error *err);
+
+/* Wipe secrets and free; clears *cfgp. Accepts NULL. */
+void oa2_config_free(struct oa2_config **cfgp);
+
+/*
+ * The account for a mailbox: exact match (case-insensitive), then
+ * "*@domain", then "*". NULL when none.
+ */
+struct oa2_account *oa2_config_match(const struct oa2_config *cfg,
+    const char *mailbox);
+
+/*
+ * Whether the file at cfg->path differs from the one loaded (returns 1),
+ * is the same (0), or cannot be examined (-1, e.g. inside a chroot).
+ */
+int oa2_config_changed(const struct oa2_config *cfg);
+
+/*
+ * The config file to use: option (the SASL option oauth2_config) if
+ * set, else $SASL_OAUTH2_CONF (ignored in setuid programs), else the
+ * built-in default. Returns a string owned by its source.
+ */
+const char *oa2_config_path(const char *option);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * One HTTPS POST with libcurl: verified TLS, timeouts, a capped body.
+ */
+#ifndef OA2_HTTP_H
+#define OA2_HTTP_H
+
+#include <stddef.h>
+#include "error.h"
+
+struct oa2_http_request {
+	const char	*url;		/* https only */
+	const char	*body;		/* application/x-www-form-urlencoded */
+	size_t		bodylen;
+	const char	*ca_data;	/* PEM bundle in memory, or NULL */
+	size_t		ca_len;
+	long		timeout;	/* seconds, whole request */
+	size_t		max_body;	/* larger answers are an error */
+};
+
+struct oa2_http_response {
+	long	status;
+	char	*body;			/* NUL-terminated; may hold a token */
+	size_t	len;
+	long	retry_after;		/* seconds from Retry-After, or -1 */
+};
+
+/*
+ * POST req and fill resp (cleared on entry). Transport failures
+ * (DNS, connect, TLS, timeout, body too large) return OA2_ERR_NETWORK
+ * or OA2_ERR_RESPONSE with a sentence; any HTTP status is OA2_OK.
+ */
+int oa2_http_post(const struct oa2_http_request *req,
+    struct oa2_http_response *resp, struct oa2_error *err);
+
+/* Wipe and free the body. Accepts NULL. */
+void oa2_http_response_clear(struct oa2_http_response *resp);
+
+/*
+ * Append "&name=value" (no '&' when *form is empty) to the growing form
+ * *form of length *len, URL-encoding value. The old buffer is wiped.
+ */
+int oa2_form_add(char **form, size_t *len, const char *name,
+    const char *value);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * Certificate credentials and signed client assertions (RFC 7523),
+ * built with OpenSSL EVP.
+ */
+#ifndef OA2_JWT_H
+#define OA2_JWT_H
+
+#include <stddef.h>
+#include <time.h>
+#include "error.h"
+
+#define OA2_ALG_PS256	1	/* header x5t#S256 (SHA-256 thumbprint) */
+#define OA2_ALG_RS256	2	/* header x5t (SHA-1 thumbprint), legacy */
+
+/* Where a certificate credential comes from: PEM files or PKCS#12. */
+struct oa2_cert_source {
+	const char	*certificate;		/* PEM, first cert is ours */
+	const char	*private_key;		/* PEM PKCS#1/PKCS#8, may equal certificate */
+	const char	*passphrase_file;	/* optional, for private_key */
+	const char	*pkcs12;		/* alternative to the two above */
+	const char	*pkcs12_passphrase_file; /* optional */
+};
+
+/* A loaded certificate and its private key; opaque. */
+struct oa2_cert;
+
+/*
+ * Load and check a credential: key file private (not group/other
+ * readable), key matches certificate, RSA >= 2048 bits, certificate
+ * currently valid (a warning is logged through lg within 30 days of
+ * expiry). On success *out owns the key; free with oa2_cert_free.
+ */
+int oa2_cert_load(const struct oa2_cert_source *src, const struct oa2_log *lg,
+    struct oa2_cert **out, struct oa2_error *err);
+
+/* Wipe the key and free; clears *certp. Accepts NULL. */
+void oa2_cert_free(struct oa2_cert **certp);
+
+/* Thumbprints of the certificate's DER, owned by cert. */
+const char *oa2_cert_sha1_hex(const struct oa2_cert *cert);	/* "A1B2..." as Azure shows */
+const char *oa2_cert_x5t(const struct oa2_cert *cert);		/* b64url(SHA-1) */
+const char *oa2_cert_x5t_s256(const struct oa2_cert *cert);	/* b64url(SHA-256) */
+time_t oa2_cert_not_after(const struct oa2_cert *cert);
+const char *oa2_cert_subject(const struct oa2_cert *cert);
+
+/*
+ * Thumbprints of the first certificate in a PEM (or DER) file, for the
+ * tool; no key is needed. Buffers: sha1hex[41], x5t[28], x5t256[44].
+ */
+int oa2_cert_file_thumbprints(const char *path, char sha1hex[41],
+    char x5t[28], char x5t256[44], struct oa2_error *err);
+
+/*
+ * A signed client assertion: header {alg,typ,x5t or x5t#S256}, claims
+ * aud, iss = sub = client_id, jti (fresh UUID), nbf = iat = now,
+ * exp = now + lifetime. *out is a secret: free with oa2_freezero_str.
+ */
+int oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
+    const char *client_id, const char *aud, time_t now, long lifetime,
+    char **out, struct oa2_error *err);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * What goes over the wire: the XOAUTH2 and OAUTHBEARER client
+ * responses, the server's error challenge, base64url.
+ */
+#ifndef OA2_WIRE_H
+#define OA2_WIRE_H
+
+#include <stddef.h>
+
+/*
+ * "user=M\1auth=Bearer T\1\1". *out is a new buffer holding the token:
+ * free with oa2_freezero(*out, *outlen). Returns OA2_OK or OA2_ERR_NOMEM.
+ */
+int oa2_xoauth2_response(const char *user, const char *token,
+    char **out, size_t *outlen);
+
+/*
+ * RFC 7628: "n,a=Z,\1host=H\1port=P\1auth=Bearer T\1\1" with '=' and ','
+ * in the authzid escaped; host and port are left out when NULL or "".
+ * Ownership as for oa2_xoauth2_response.
+ */
+int oa2_oauthbearer_response(const char *authzid, const char *host,
+    const char *port, const char *token, char **out, size_t *outlen);
+
+/*
+ * Describe a server's error challenge (JSON such as
+ * {"status":"401","schemes":"bearer","scope":"mail"}) in dst as
+ * "status 401, scope mail", sanitised; unparsable input is described
+ * as such. Always NUL-terminates dst.
+ */
+void oa2_challenge_describe(const char *in, size_t len, char *dst,
+    size_t dstlen);
+
+/* Unpadded base64url of len bytes; a new string, NULL when out of memory. */
+char *oa2_b64url_encode(const void *data, size_t len);
+
+/*
+ * Decode unpadded (or padded) base64url into a new NUL-terminated
+ * buffer. Returns OA2_OK, OA2_ERR_NOMEM, or OA2_ERR_RESPONSE when the
+ * input is not base64url.
+ */
+int oa2_b64url_decode(const char *in, size_t len, unsigned char **out,
+    size_t *outlen);
+
+#endif
