@@ -1,8 +1,8 @@
 /*
  * The libconfig file: validated accounts with their credentials loaded.
  */
-#ifndef OA2_CONFIG_H
-#define OA2_CONFIG_H
+#ifndef OA2_CONF_H
+#define OA2_CONF_H
 
 #include <stddef.h>
 #include <sys/types.h>
@@ -42,6 +42,7 @@ struct oa2_account {
 
 	char	cache_key[33];		/* hex; names the disk cache file */
 	struct oa2_token mem;		/* the in-memory cache */
+	int	cache_warned;		/* "cache dir unusable" logged once */
 };
 
 struct oa2_config {

@@ -1,0 +1,200 @@
+/*
+ * The client responses of XOAUTH2 and OAUTHBEARER (RFC 7628), the
+ * server's error challenge, and base64url.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "error.h"
+#include "secret.h"
+#include "wire.h"
+
+/*
+ * Concatenate the NULL-terminated list of parts into a new buffer of
+ * exactly their total length (no NUL counted in *outlen, one added).
+ */
+static int
+concat(char **out, size_t *outlen, const char *const *parts)
+{
+	size_t i, len = 0;
+	char *p;
+
+	*out = NULL;
+	*outlen = 0;
+	for (i = 0; parts[i] != NULL; i++)
+		len += strlen(parts[i]);
+	if ((p = malloc(len + 1)) == NULL)
+		return OA2_ERR_NOMEM;
+	*out = p;
+	*outlen = len;
+	for (i = 0; parts[i] != NULL; i++) {
+		size_t n = strlen(parts[i]);
+
+		memcpy(p, parts[i], n);
+		p += n;
+	}
+	*p = '\0';
+	return OA2_OK;
+}
+
+int
+oa2_xoauth2_response(const char *user, const char *token, char **out,
+    size_t *outlen)
+{
+	const char *const parts[] = {
+		"user=", user, "\001auth=Bearer ", token, "\001\001", NULL
+	};
+
+	return concat(out, outlen, parts);
+}
+
+/* RFC 5801 saslname: '=' -> "=3D", ',' -> "=2C". A new string or NULL. */
+static char *
+gs2_escape(const char *s)
+{
+	char *e, *p;
+
+	if ((e = malloc(strlen(s) * 3 + 1)) == NULL)
+		return NULL;
+	for (p = e; *s != '\0'; s++) {
+		if (*s == '=' || *s == ',') {
+			memcpy(p, *s == '=' ? "=3D" : "=2C", 3);
+			p += 3;
+		} else
+			*p++ = *s;
+	}
+	*p = '\0';
+	return e;
+}
+
+int
+oa2_oauthbearer_response(const char *authzid, const char *host,
+    const char *port, const char *token, char **out, size_t *outlen)
+{
+	int has_host = host != NULL && *host != '\0';
+	int has_port = port != NULL && *port != '\0';
+	char *a;
+	int r;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((a = gs2_escape(authzid)) == NULL)
+		return OA2_ERR_NOMEM;
+	{
+		const char *const parts[] = {
+			"n,a=", a, ",\001",
+			has_host ? "host=" : "", has_host ? host : "",
+			has_host ? "\001" : "",
+			has_port ? "port=" : "", has_port ? port : "",
+			has_port ? "\001" : "",
+			"auth=Bearer ", token, "\001\001", NULL
+		};
+
+		r = concat(out, outlen, parts);
+	}
+	free(a);
+	return r;
+}
+
+void
+oa2_challenge_describe(const char *in, size_t len, char *dst, size_t dstlen)
+{
+	char status[64], scope[128];
+	const char *st, *sc;
+	json_t *root, *v;
+
+	if (dstlen == 0)
+		return;
+	root = json_loadb(in, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		oa2_sanitize(status, sizeof(status), in, len, 48);
+		snprintf(dst, dstlen, "an unparsable challenge \"%s\"", status);
+		return;
+	}
+	v = json_object_get(root, "status");
+	st = json_is_string(v) ? json_string_value(v) : "unknown";
+	v = json_object_get(root, "scope");
+	sc = json_is_string(v) ? json_string_value(v) : NULL;
+	oa2_sanitize(status, sizeof(status), st, strlen(st), 48);
+	if (sc != NULL) {
+		oa2_sanitize(scope, sizeof(scope), sc, strlen(sc), 100);
+		snprintf(dst, dstlen, "status %s, scope %s", status, scope);
+	} else
+		snprintf(dst, dstlen, "status %s", status);
+	json_decref(root);
+}
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *
+oa2_b64url_encode(const void *data, size_t len)
+{
+	const unsigned char *s = data;
+	char *out, *p;
+	size_t i;
+
+	if ((out = malloc(len / 3 * 4 + 4 + 1)) == NULL)
+		return NULL;
+	p = out;
+	for (i = 0; i + 2 < len; i += 3) {
+		*p++ = b64url[s[i] >> 2];
+		*p++ = b64url[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+		*p++ = b64url[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+		*p++ = b64url[s[i + 2] & 63];
+	}
+	if (len - i == 1) {
+		*p++ = b64url[s[i] >> 2];
+		*p++ = b64url[(s[i] & 3) << 4];
+	} else if (len - i == 2) {
+		*p++ = b64url[s[i] >> 2];
+		*p++ = b64url[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+		*p++ = b64url[(s[i + 1] & 15) << 2];
+	}
+	*p = '\0';
+	return out;
+}
+
+int
+oa2_b64url_decode(const char *in, size_t len, unsigned char **out,
+    size_t *outlen)
+{
+	unsigned char *buf;
+	unsigned long acc = 0;
+	size_t i, n = 0;
+	int bits = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return OA2_ERR_RESPONSE;
+	if ((buf = malloc(len / 4 * 3 + 3 + 1)) == NULL)
+		return OA2_ERR_NOMEM;
+	for (i = 0; i < len; i++) {
+		const char *c = in[i] != '\0' ? strchr(b64url, in[i]) : NULL;
+
+		if (c == NULL) {
+			free(buf);
+			return OA2_ERR_RESPONSE;
+		}
+		acc = (acc << 6) | (unsigned long)(c - b64url);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[n++] = (unsigned char)(acc >> bits);
+			acc &= (1UL << bits) - 1;
+		}
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*outlen = n;
+	return OA2_OK;
+}
