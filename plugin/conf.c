@@ -1,0 +1,697 @@
+/*
+ * The libconfig file: parse, validate, load credentials, match accounts.
+ * Every error names file:line and the key at fault.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+#include <openssl/evp.h>
+
+#include "conf.h"
+#include "secret.h"
+
+#define DEFAULT_AUTHORITY	"https://login.microsoftonline.com"
+#define DEFAULT_SCOPE		"https://outlook.office365.com/.default"
+#define DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
+#define DEFAULT_CACHE_DIR	"/var/cache/sasl-oauth2"
+#define MAX_CONFIG_SIZE		(1024 * 1024)
+#define MAX_CA_SIZE		(8 * 1024 * 1024)
+
+/* Settings an account inherits from defaults. */
+struct settings {
+	const char	*authority;
+	const char	*scope;
+	const char	*ca_file;
+	const char	*cache_dir;
+	long		refresh_margin;
+	long		timeout;
+	int		assertion_alg;
+	long		assertion_lifetime;
+	int		ca_file_set;	/* explicitly configured */
+};
+
+/* The keys each group may hold; anything else is an error. */
+static const char *const setting_keys[] = {
+	"authority", "scope", "ca_file", "cache_dir", "refresh_margin",
+	"timeout", "assertion_alg", "assertion_lifetime", NULL
+};
+static const char *const account_keys[] = {
+	"match", "tenant", "client_id", "client_secret", "client_secret_file",
+	"certificate", "private_key", "private_key_passphrase_file",
+	"pkcs12", "pkcs12_passphrase_file", NULL
+};
+
+struct loader {
+	const char		*path;
+	const struct oa2_log	*lg;
+	struct oa2_error	*err;
+	struct oa2_config	*cfg;
+	int			has_inline_secret;
+};
+
+static int __attribute__((format(printf, 4, 5)))
+fail(struct loader *ld, const config_setting_t *s, int code,
+    const char *fmt, ...)
+{
+	char msg[OA2_ERRMSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL && config_setting_source_line(s) > 0)
+		return oa2_seterr(ld->err, code, "%s:%u: %s", ld->path,
+		    config_setting_source_line(s), msg);
+	return oa2_seterr(ld->err, code, "%s: %s", ld->path, msg);
+}
+
+/* Prefix the sentence already in ld->err with file:line: key:. */
+static int
+fail_wrap(struct loader *ld, const config_setting_t *s, int code)
+{
+	char msg[OA2_ERRMSG_MAX];
+
+	snprintf(msg, sizeof(msg), "%s", ld->err->msg);
+	return fail(ld, s, code, "%s: %s", config_setting_name(s), msg);
+}
+
+static int
+is_one_of(const char *name, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(name, *list) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+check_keys(struct loader *ld, const config_setting_t *group,
+    const char *const *a, const char *const *b, const char *where)
+{
+	int i, n = config_setting_length(group);
+
+	for (i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(group, i);
+		const char *name = config_setting_name(s);
+
+		if (name == NULL || is_one_of(name, a) ||
+		    (b != NULL && is_one_of(name, b)))
+			continue;
+		return fail(ld, s, OA2_ERR_CONFIG, "unknown key \"%s\" in %s",
+		    name, where);
+	}
+	return OA2_OK;
+}
+
+/* A string member: *out is NULL when absent. Wrong type or "" fails. */
+static int
+get_string(struct loader *ld, const config_setting_t *group, const char *key,
+    const char **out)
+{
+	config_setting_t *s = config_setting_get_member(group, key);
+
+	if (s == NULL)
+		return OA2_OK;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(ld, s, OA2_ERR_CONFIG, "%s must be a string", key);
+	*out = config_setting_get_string(s);
+	if (**out == '\0')
+		return fail(ld, s, OA2_ERR_CONFIG, "%s must not be empty", key);
+	return OA2_OK;
+}
+
+static int
+get_long(struct loader *ld, const config_setting_t *group, const char *key,
+    long lo, long hi, long *out)
+{
+	config_setting_t *s = config_setting_get_member(group, key);
+	long long v;
+
+	if (s == NULL)
+		return OA2_OK;
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
+		return fail(ld, s, OA2_ERR_CONFIG,
+		    "%s must be an integer (seconds)", key);
+	v = config_setting_get_int64(s);
+	if (v < lo || v > hi)
+		return fail(ld, s, OA2_ERR_CONFIG,
+		    "%s must be between %ld and %ld", key, lo, hi);
+	*out = (long)v;
+	return OA2_OK;
+}
+
+static int
+read_settings(struct loader *ld, const config_setting_t *g,
+    struct settings *st)
+{
+	const config_setting_t *s;
+	const char *alg = NULL;
+	int r;
+
+	if ((r = get_string(ld, g, "authority", &st->authority)) != 0 ||
+	    (r = get_string(ld, g, "scope", &st->scope)) != 0 ||
+	    (r = get_string(ld, g, "ca_file", &st->ca_file)) != 0 ||
+	    (r = get_long(ld, g, "refresh_margin", 0, 86400,
+	    &st->refresh_margin)) != 0 ||
+	    (r = get_long(ld, g, "timeout", 1, 300, &st->timeout)) != 0 ||
+	    (r = get_long(ld, g, "assertion_lifetime", 60, 600,
+	    &st->assertion_lifetime)) != 0 ||
+	    (r = get_string(ld, g, "assertion_alg", &alg)) != 0)
+		return r;
+	if (config_setting_get_member(g, "ca_file") != NULL)
+		st->ca_file_set = 1;
+	/* cache_dir = "" means: keep tokens in memory only. */
+	if ((s = config_setting_get_member(g, "cache_dir")) != NULL) {
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "cache_dir must be a string");
+		st->cache_dir = config_setting_get_string(s);
+		if (*st->cache_dir != '\0' && *st->cache_dir != '/')
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "cache_dir must be an absolute path");
+	}
+	if (alg != NULL) {
+		s = config_setting_get_member(g, "assertion_alg");
+		if (strcmp(alg, "PS256") == 0)
+			st->assertion_alg = OA2_ALG_PS256;
+		else if (strcmp(alg, "RS256") == 0)
+			st->assertion_alg = OA2_ALG_RS256;
+		else
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "assertion_alg must be \"PS256\" or \"RS256\"");
+	}
+	if (st->authority != NULL) {
+		s = config_setting_get_member(g, "authority");
+		if (strncasecmp(st->authority, "https://", 8) != 0 ||
+		    st->authority[8] == '\0' || st->authority[8] == '/')
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "authority must be an https:// URL");
+		if (strpbrk(st->authority, " \t\r\n?#") != NULL)
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "authority must be a plain URL without spaces, "
+			    "query or fragment");
+	}
+	return OA2_OK;
+}
+
+/* The CA bundle for path, read once per config and shared. */
+static int
+load_ca(struct loader *ld, const config_setting_t *s, const char *path,
+    int explicit_, const struct oa2_blob **out)
+{
+	struct oa2_config *cfg = ld->cfg;
+	struct oa2_blob *cas;
+	size_t i;
+	int r;
+
+	*out = NULL;
+	for (i = 0; i < cfg->ncas; i++)
+		if (strcmp(cfg->cas[i].path, path) == 0) {
+			*out = &cfg->cas[i];
+			return OA2_OK;
+		}
+	if (!explicit_ && access(path, F_OK) == -1)
+		return OA2_OK;	/* no system bundle: libcurl's default */
+	/* Accounts point into the array: size it for every account once. */
+	if (cfg->cas == NULL && (cfg->cas = calloc(cfg->naccounts + 1,
+	    sizeof(*cfg->cas))) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	cas = &cfg->cas[cfg->ncas];
+	if ((cas->path = strdup(path)) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	cfg->ncas++;
+	if ((r = oa2_read_file(path, "CA file", 0, MAX_CA_SIZE, &cas->data,
+	    &cas->len, ld->err)) != 0) {
+		if (s != NULL)
+			return fail_wrap(ld, s, r);
+		return fail(ld, NULL, r, "ca_file: %s", ld->err->msg);
+	}
+	if (strstr(cas->data, "-----BEGIN CERTIFICATE-----") == NULL)
+		return fail(ld, s, OA2_ERR_CONFIG,
+		    "ca_file: %s holds no PEM certificate", path);
+	*out = cas;
+	return OA2_OK;
+}
+
+static int
+dup_into(struct loader *ld, char **dst, const char *src)
+{
+	if (src == NULL)
+		return OA2_OK;
+	if ((*dst = strdup(src)) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	return OA2_OK;
+}
+
+static int
+valid_match(const char *m)
+{
+	const char *at;
+
+	if (strcmp(m, "*") == 0)
+		return 1;
+	if (strpbrk(m, " \t\r\n") != NULL || (at = strchr(m, '@')) == NULL ||
+	    strchr(at + 1, '@') != NULL || at[1] == '\0' || at == m)
+		return 0;
+	/* "*" only as the whole local part */
+	return strchr(m, '*') == NULL || (m[0] == '*' && at == m + 1);
+}
+
+/* Derive the disk cache name from everything that identifies a token. */
+static int
+derive_cache_key(struct loader *ld, struct oa2_account *a)
+{
+	unsigned char md[EVP_MAX_MD_SIZE], sec[EVP_MAX_MD_SIZE];
+	unsigned int mdlen, seclen;
+	EVP_MD_CTX *ctx;
+	const char *cred;
+	int ok, i;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	if (a->cred == OA2_CRED_SECRET) {
+		/* A digest of the secret, so that a new secret never reuses. */
+		ok = EVP_Digest(a->client_secret, strlen(a->client_secret),
+		    sec, &seclen, EVP_sha256(), NULL);
+		cred = "secret";
+	} else {
+		ok = 1;
+		seclen = 0;
+		cred = oa2_cert_x5t_s256(a->cert);
+	}
+	ok = ok && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	    EVP_DigestUpdate(ctx, "oa2-cache-v1", 13) &&
+	    EVP_DigestUpdate(ctx, a->authority, strlen(a->authority) + 1) &&
+	    EVP_DigestUpdate(ctx, a->tenant, strlen(a->tenant) + 1) &&
+	    EVP_DigestUpdate(ctx, a->client_id, strlen(a->client_id) + 1) &&
+	    EVP_DigestUpdate(ctx, a->scope, strlen(a->scope) + 1) &&
+	    EVP_DigestUpdate(ctx, cred, strlen(cred) + 1) &&
+	    EVP_DigestUpdate(ctx, sec, seclen) &&
+	    EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	oa2_wipe(sec, sizeof(sec));
+	if (!ok)
+		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
+		    "cannot compute a SHA-256 digest");
+	for (i = 0; i < 16; i++)
+		snprintf(a->cache_key + 2 * i, 3, "%02x", md[i]);
+	return OA2_OK;
+}
+
+static int
+load_credential(struct loader *ld, const config_setting_t *g,
+    struct oa2_account *a)
+{
+	static const char *const creds[] = {
+		"client_secret", "client_secret_file", "certificate", "pkcs12",
+		NULL
+	};
+	struct oa2_cert_source src;
+	const config_setting_t *s, *first = NULL;
+	const char *v;
+	int i, n = 0, r;
+
+	for (i = 0; creds[i] != NULL; i++)
+		if ((s = config_setting_get_member(g, creds[i])) != NULL) {
+			if (first == NULL)
+				first = s;
+			n++;
+		}
+	if (n == 0)
+		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
+		    "credential: set client_secret_file, client_secret, "
+		    "certificate with private_key, or pkcs12", a->match);
+	if (n > 1)
+		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has more "
+		    "than one credential: keep exactly one of "
+		    "client_secret_file, client_secret, certificate, pkcs12",
+		    a->match);
+
+	memset(&src, 0, sizeof(src));
+	if ((r = get_string(ld, g, "certificate", &src.certificate)) != 0 ||
+	    (r = get_string(ld, g, "private_key", &src.private_key)) != 0 ||
+	    (r = get_string(ld, g, "private_key_passphrase_file",
+	    &src.passphrase_file)) != 0 ||
+	    (r = get_string(ld, g, "pkcs12", &src.pkcs12)) != 0 ||
+	    (r = get_string(ld, g, "pkcs12_passphrase_file",
+	    &src.pkcs12_passphrase_file)) != 0)
+		return r;
+	s = first;
+	if (strcmp(config_setting_name(s), "client_secret") == 0 ||
+	    strcmp(config_setting_name(s), "client_secret_file") == 0) {
+		if (src.private_key != NULL || src.passphrase_file != NULL ||
+		    src.pkcs12_passphrase_file != NULL)
+			return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
+			    "a client secret takes no key or passphrase file",
+			    a->match);
+		a->cred = OA2_CRED_SECRET;
+		if (strcmp(config_setting_name(s), "client_secret") == 0) {
+			if ((r = get_string(ld, g, "client_secret", &v)) != 0)
+				return r;
+			ld->has_inline_secret = 1;
+			if ((a->client_secret = strdup(v)) == NULL)
+				return oa2_seterr(ld->err, OA2_ERR_NOMEM,
+				    "out of memory");
+		} else {
+			if ((r = get_string(ld, g, "client_secret_file",
+			    &v)) != 0)
+				return r;
+			if ((r = oa2_read_secret_file(v, "secret file",
+			    &a->client_secret, ld->err)) != 0)
+				return fail_wrap(ld, s, r);
+		}
+		return OA2_OK;
+	}
+
+	a->cred = OA2_CRED_CERT;
+	if (src.certificate != NULL && src.private_key == NULL)
+		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
+		    "certificate needs private_key (it may name the same "
+		    "file)", a->match);
+	if (src.pkcs12 != NULL && (src.private_key != NULL ||
+	    src.passphrase_file != NULL))
+		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": pkcs12 "
+		    "holds the key: use pkcs12_passphrase_file, not "
+		    "private_key or private_key_passphrase_file", a->match);
+	if (src.certificate != NULL && src.pkcs12_passphrase_file != NULL)
+		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
+		    "pkcs12_passphrase_file goes with pkcs12, not certificate",
+		    a->match);
+	if ((r = oa2_cert_load(&src, ld->lg, &a->cert, ld->err)) != 0)
+		return fail_wrap(ld, s, r);
+	return OA2_OK;
+}
+
+static int
+load_account(struct loader *ld, const config_setting_t *g,
+    const struct settings *defaults, struct oa2_account *a)
+{
+	struct settings st = *defaults;
+	const config_setting_t *s;
+	const char *match = NULL, *tenant = NULL, *client_id = NULL;
+	size_t i, n;
+	int r;
+
+	a->line = (int)config_setting_source_line(g);
+	if (!config_setting_is_group(g))
+		return fail(ld, g, OA2_ERR_CONFIG,
+		    "each entry of accounts must be a group { ... }");
+	if ((r = check_keys(ld, g, account_keys, setting_keys,
+	    "an account")) != 0 ||
+	    (r = read_settings(ld, g, &st)) != 0 ||
+	    (r = get_string(ld, g, "match", &match)) != 0 ||
+	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
+	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
+		return r;
+	if (match == NULL)
+		return fail(ld, g, OA2_ERR_CONFIG, "account without \"match\": "
+		    "name a mailbox, \"*@domain\" or \"*\"");
+	s = config_setting_get_member(g, "match");
+	if (!valid_match(match))
+		return fail(ld, s, OA2_ERR_CONFIG, "match \"%s\" is not a "
+		    "mailbox, \"*@domain\" or \"*\"", match);
+	if ((r = dup_into(ld, &a->match, match)) != 0)
+		return r;
+	for (i = 0; a->match[i] != '\0'; i++)
+		a->match[i] = (char)tolower((unsigned char)a->match[i]);
+	for (n = 0; &ld->cfg->accounts[n] != a; n++)
+		if (strcmp(ld->cfg->accounts[n].match, a->match) == 0)
+			return fail(ld, s, OA2_ERR_CONFIG, "match \"%s\" is "
+			    "already used by the account at line %d", match,
+			    ld->cfg->accounts[n].line);
+	if (tenant == NULL)
+		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
+		    "tenant (the directory id or a domain such as "
+		    "contoso.onmicrosoft.com)", match);
+	s = config_setting_get_member(g, "tenant");
+	if (strcasecmp(tenant, "common") == 0 ||
+	    strcasecmp(tenant, "organizations") == 0 ||
+	    strcasecmp(tenant, "consumers") == 0)
+		return fail(ld, s, OA2_ERR_CONFIG, "tenant \"%s\" cannot be "
+		    "used for app-only tokens: name your tenant's id or "
+		    "domain", tenant);
+	if (strspn(tenant, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-") != strlen(tenant))
+		return fail(ld, s, OA2_ERR_CONFIG, "tenant \"%s\" is not a "
+		    "tenant id or domain name", tenant);
+	if (client_id == NULL)
+		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
+		    "client_id (the application id of the app registration)",
+		    match);
+	if (strpbrk(client_id, " \t\r\n") != NULL)
+		return fail(ld, config_setting_get_member(g, "client_id"),
+		    OA2_ERR_CONFIG, "client_id must not contain blanks");
+
+	if ((r = dup_into(ld, &a->authority, st.authority)) != 0 ||
+	    (r = dup_into(ld, &a->tenant, tenant)) != 0 ||
+	    (r = dup_into(ld, &a->client_id, client_id)) != 0 ||
+	    (r = dup_into(ld, &a->scope, st.scope)) != 0)
+		return r;
+	n = strlen(a->authority);
+	while (n > 0 && a->authority[n - 1] == '/')
+		a->authority[--n] = '\0';
+	if (asprintf(&a->token_url, "%s/%s/oauth2/v2.0/token", a->authority,
+	    a->tenant) == -1) {
+		a->token_url = NULL;
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	}
+	if (*st.cache_dir != '\0' &&
+	    (r = dup_into(ld, &a->cache_dir, st.cache_dir)) != 0)
+		return r;
+	a->refresh_margin = st.refresh_margin;
+	a->timeout = st.timeout;
+	a->assertion_alg = st.assertion_alg;
+	a->assertion_lifetime = st.assertion_lifetime;
+	s = config_setting_get_member(g, "ca_file");
+	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0 ||
+	    (r = load_credential(ld, g, a)) != 0)
+		return r;
+	return derive_cache_key(ld, a);
+}
+
+static int
+load(struct loader *ld, config_t *lc)
+{
+	struct oa2_config *cfg = ld->cfg;
+	struct settings defaults = {
+		DEFAULT_AUTHORITY, DEFAULT_SCOPE, DEFAULT_CA_FILE,
+		DEFAULT_CACHE_DIR, 600, 15, OA2_ALG_PS256, 300, 0
+	};
+	static const char *const top_keys[] = {
+		"version", "defaults", "accounts", NULL
+	};
+	const config_setting_t *root = config_root_setting(lc), *s, *list;
+	const char *level;
+	long version = 1;
+	size_t i;
+	int r;
+
+	if ((r = check_keys(ld, root, top_keys, NULL, "the file")) != 0 ||
+	    (r = get_long(ld, root, "version", 1, 1, &version)) != 0)
+		return r;
+	if ((s = config_setting_get_member(root, "defaults")) != NULL) {
+		static const char *const log_key[] = { "log_level", NULL };
+
+		if (!config_setting_is_group(s))
+			return fail(ld, s, OA2_ERR_CONFIG,
+			    "defaults must be a group { ... }");
+		if ((r = check_keys(ld, s, setting_keys, log_key,
+		    "defaults")) != 0 ||
+		    (r = read_settings(ld, s, &defaults)) != 0)
+			return r;
+		level = NULL;
+		if ((r = get_string(ld, s, "log_level", &level)) != 0)
+			return r;
+		if (level != NULL &&
+		    (cfg->log_level = oa2_log_level_parse(level)) < 0)
+			return fail(ld, config_setting_get_member(s,
+			    "log_level"), OA2_ERR_CONFIG, "log_level must be "
+			    "\"error\", \"warning\", \"info\" or \"debug\"");
+	}
+	list = config_setting_get_member(root, "accounts");
+	if (list == NULL)
+		return fail(ld, NULL, OA2_ERR_CONFIG, "no accounts: add "
+		    "accounts = ( { match = ...; tenant = ...; client_id = "
+		    "...; ... } );");
+	if (!config_setting_is_list(list) && !config_setting_is_array(list))
+		return fail(ld, list, OA2_ERR_CONFIG,
+		    "accounts must be a list ( { ... }, { ... } )");
+	cfg->naccounts = (size_t)config_setting_length(list);
+	if (cfg->naccounts == 0)
+		return fail(ld, list, OA2_ERR_CONFIG, "accounts is empty");
+	if ((cfg->accounts = calloc(cfg->naccounts,
+	    sizeof(*cfg->accounts))) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	for (i = 0; i < cfg->naccounts; i++) {
+		cfg->accounts[i].match = NULL;
+		if ((r = load_account(ld, config_setting_get_elem(list,
+		    (unsigned)i), &defaults, &cfg->accounts[i])) != 0) {
+			cfg->naccounts = i + 1;	/* free what was loaded */
+			return r;
+		}
+	}
+	return OA2_OK;
+}
+
+int
+oa2_config_load(const char *path, const struct oa2_log *lg,
+    struct oa2_config **out, struct oa2_error *err)
+{
+	struct loader ld = { path, lg, err, NULL, 0 };
+	struct oa2_config *cfg;
+	struct stat st;
+	config_t lc;
+	char *text = NULL;
+	int r;
+
+	*out = NULL;
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    (cfg->path = strdup(path)) == NULL) {
+		free(cfg);
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	}
+	cfg->log_level = OA2_LOG_INFO;
+	ld.cfg = cfg;
+	config_init(&lc);
+	if ((r = oa2_read_file(path, "configuration file", 0,
+	    MAX_CONFIG_SIZE, &text, NULL, err)) != 0) {
+		oa2_seterr(err, OA2_ERR_CONFIG, "%s", err->msg);
+		goto out;
+	}
+	if (stat(path, &st) == 0) {
+		cfg->dev = st.st_dev;
+		cfg->ino = st.st_ino;
+		cfg->mtime = st.st_mtim;
+		cfg->size = st.st_size;
+	}
+	if (!config_read_string(&lc, text)) {
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s:%d: %s", path,
+		    config_error_line(&lc), config_error_text(&lc));
+		goto out;
+	}
+	if ((r = load(&ld, &lc)) != 0)
+		goto out;
+	if (ld.has_inline_secret && (st.st_mode & 077) != 0) {
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s holds a client_secret "
+		    "but is accessible by group or others (mode %04o): run "
+		    "chmod 600 %s, or move the secret to client_secret_file",
+		    path, (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	*out = cfg;
+	cfg = NULL;	/* transferred */
+	oa2_clearerr(err);
+ out:
+	/* The parsed tree holds inline secrets: wipe it, then the text. */
+	if (ld.has_inline_secret || r != 0) {
+		config_setting_t *list = config_lookup(&lc, "accounts");
+		int i, n = list != NULL ? config_setting_length(list) : 0;
+
+		for (i = 0; i < n; i++) {
+			config_setting_t *g = config_setting_get_elem(list, i);
+			config_setting_t *s = config_setting_get_member(g,
+			    "client_secret");
+			const char *v;
+
+			if (s != NULL && config_setting_type(s) ==
+			    CONFIG_TYPE_STRING &&
+			    (v = config_setting_get_string(s)) != NULL)
+				oa2_wipe((char *)v, strlen(v));
+		}
+	}
+	config_destroy(&lc);
+	if (text != NULL)
+		oa2_freezero(text, strlen(text));
+	oa2_config_free(&cfg);
+	return r;
+}
+
+void
+oa2_config_free(struct oa2_config **cfgp)
+{
+	struct oa2_config *cfg;
+	size_t i;
+
+	if (cfgp == NULL || (cfg = *cfgp) == NULL)
+		return;
+	for (i = 0; i < cfg->naccounts; i++) {
+		struct oa2_account *a = &cfg->accounts[i];
+
+		free(a->match);
+		free(a->authority);
+		free(a->tenant);
+		free(a->client_id);
+		free(a->scope);
+		free(a->token_url);
+		free(a->cache_dir);
+		oa2_freezero_str(&a->client_secret);
+		oa2_cert_free(&a->cert);
+		oa2_token_clear(&a->mem);
+	}
+	free(cfg->accounts);
+	for (i = 0; i < cfg->ncas; i++) {
+		free(cfg->cas[i].path);
+		free(cfg->cas[i].data);
+	}
+	free(cfg->cas);
+	free(cfg->path);
+	free(cfg);
+	*cfgp = NULL;
+}
+
+struct oa2_account *
+oa2_config_match(const struct oa2_config *cfg, const char *mailbox)
+{
+	struct oa2_account *dom = NULL, *any = NULL;
+	const char *at = strrchr(mailbox, '@');
+	size_t i;
+
+	for (i = 0; i < cfg->naccounts; i++) {
+		struct oa2_account *a = &cfg->accounts[i];
+
+		if (strcasecmp(a->match, mailbox) == 0)
+			return a;
+		if (strcmp(a->match, "*") == 0)
+			any = a;
+		else if (a->match[0] == '*' && at != NULL &&
+		    strcasecmp(a->match + 1, at) == 0)
+			dom = a;
+	}
+	return dom != NULL ? dom : any;
+}
+
+int
+oa2_config_changed(const struct oa2_config *cfg)
+{
+	struct stat st;
+
+	if (stat(cfg->path, &st) == -1 || access(cfg->path, R_OK) == -1)
+		return -1;
+	return st.st_dev != cfg->dev || st.st_ino != cfg->ino ||
+	    st.st_size != cfg->size ||
+	    st.st_mtim.tv_sec != cfg->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != cfg->mtime.tv_nsec;
+}
+
+const char *
+oa2_config_path(const char *option)
+{
+	const char *env;
+
+	if (option != NULL && *option != '\0')
+		return option;
+	if ((env = secure_getenv("SASL_OAUTH2_CONF")) != NULL && *env != '\0')
+		return env;
+	return OA2_DEFAULT_CONF;
+}
