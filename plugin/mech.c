@@ -1,0 +1,484 @@
+/*
+ * The SASL glue: the only file that knows SASL. Two mechanisms, XOAUTH2
+ * and OAUTHBEARER, share one step function chosen by glob_context.
+ *
+ * step 0: mailbox from the authzid, else the authid (callbacks or
+ *	   SASL_INTERACT prompts); token from the cache or the endpoint;
+ *	   send the initial response, return SASL_CONTINUE.
+ * step 1: no data: the server said OK, return SASL_OK. Data: the
+ *	   server's error challenge: drop the token, answer "" (XOAUTH2)
+ *	   or "\1" (OAUTHBEARER), and report why.
+ * step 2: anything more is a protocol error.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cache.h"
+#include "conf.h"
+#include "mech.h"
+#include "secret.h"
+#include "wire.h"
+
+#define MECH_XOAUTH2		1
+#define MECH_OAUTHBEARER	2
+
+/* Shared by both mechanisms and every connection of the process. */
+static struct {
+	pthread_mutex_t		lock;
+	int			refs;		/* one per mechanism in use */
+	char			*path;
+	struct oa2_config	*cfg;
+	struct oa2_error	load_err;	/* why cfg is NULL */
+} plugin = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, { 0, "" } };
+
+struct mech_context {
+	int	kind;			/* MECH_* */
+	int	state;
+	char	*mailbox;		/* for forgetting a refused token */
+	char	*token;			/* the token we sent; a secret */
+	char	*out;			/* the last response; a secret */
+	size_t	outlen;
+};
+
+static const int mech_xoauth2 = MECH_XOAUTH2;
+static const int mech_oauthbearer = MECH_OAUTHBEARER;
+
+static void
+log_to_sasl(void *ctx, int level, const char *msg)
+{
+	static const int sasl_level[] = {
+		SASL_LOG_ERR, SASL_LOG_WARN, SASL_LOG_NOTE, SASL_LOG_DEBUG
+	};
+	const sasl_utils_t *utils = ctx;
+
+	utils->log(utils->conn, sasl_level[level], "sasl-oauth2: %s", msg);
+}
+
+static struct oa2_log
+make_log(const sasl_utils_t *utils)
+{
+	struct oa2_log lg = { log_to_sasl, (void *)utils, OA2_LOG_INFO };
+
+	if (plugin.cfg != NULL)
+		lg.level = plugin.cfg->log_level;
+	return lg;
+}
+
+/*
+ * One sentence to sasl_seterror (for sasl_errdetail) and to the log at
+ * error level (for clients that print only sasl_errstring). Formatted
+ * here because utils->seterror has a small printf of its own.
+ */
+static int __attribute__((format(printf, 3, 4)))
+fail(const sasl_utils_t *utils, int code, const char *fmt, ...)
+{
+	char msg[OA2_ERRMSG_MAX + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	utils->seterror(utils->conn, SASL_NOLOG, "%s", msg);
+	utils->log(utils->conn, SASL_LOG_ERR, "sasl-oauth2: %s", msg);
+	return code;
+}
+
+static int
+sasl_code(int oa2)
+{
+	switch (oa2) {
+	case OA2_ERR_NOMEM:	return SASL_NOMEM;
+	case OA2_ERR_NETWORK:
+	case OA2_ERR_TRANSIENT:	return SASL_TRYAGAIN;
+	case OA2_ERR_NOACCOUNT:	return SASL_NOUSER;
+	default:		return SASL_FAIL;
+	}
+}
+
+/*
+ * (Re)load the configuration: at init, and later only when the file is
+ * readable and has changed (inside a chroot it is not, and the copy
+ * read at init stays). Called with plugin.lock held.
+ */
+static void
+config_refresh(const sasl_utils_t *utils, int init)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_log lg = make_log(utils);
+	struct oa2_error err;
+
+	if (!init && plugin.cfg != NULL && oa2_config_changed(plugin.cfg) != 1)
+		return;
+	if (!init && plugin.cfg == NULL && access(plugin.path, R_OK) == -1)
+		return;
+	if (oa2_config_load(plugin.path, &lg, &cfg, &err) != 0) {
+		if (plugin.cfg != NULL) {
+			oa2_log(&lg, OA2_LOG_ERROR, "%s; keeping the "
+			    "configuration loaded before", err.msg);
+			/* do not retry on every login: note the new file */
+			return;
+		}
+		plugin.load_err = err;
+		if (init)
+			oa2_log(&lg, OA2_LOG_WARNING, "%s", err.msg);
+		return;
+	}
+	oa2_config_free(&plugin.cfg);
+	plugin.cfg = cfg;
+	oa2_clearerr(&plugin.load_err);
+	lg.level = cfg->log_level;
+	oa2_log(&lg, OA2_LOG_DEBUG, "loaded %s: %zu account(s)", plugin.path,
+	    cfg->naccounts);
+}
+
+/* The answer to prompt id: from an answered prompt, else a callback. */
+static int
+get_value(sasl_client_params_t *params, sasl_interact_t *prompts,
+    unsigned long id, const char **out)
+{
+	sasl_getsimple_t *cb;
+	void *cbctx;
+	int r;
+
+	*out = NULL;
+	for (; prompts != NULL && prompts->id != SASL_CB_LIST_END; prompts++)
+		if (prompts->id == id) {
+			*out = prompts->result;
+			return SASL_OK;
+		}
+	r = params->utils->getcallback(params->utils->conn, id,
+	    (sasl_callback_ft *)&cb, &cbctx);
+	if (r == SASL_OK && cb != NULL)
+		return cb(cbctx, (int)id, out, NULL);
+	return r == SASL_FAIL ? SASL_OK : r;	/* no callback: no value */
+}
+
+static int
+make_prompts(sasl_client_params_t *params, sasl_interact_t **prompt_need,
+    int want_user, int want_auth)
+{
+	sasl_interact_t *p;
+	int n = want_user + want_auth;
+
+	p = params->utils->malloc(sizeof(*p) * (size_t)(n + 1));
+	if (p == NULL)
+		return SASL_NOMEM;
+	memset(p, 0, sizeof(*p) * (size_t)(n + 1));
+	*prompt_need = p;
+	if (want_user) {
+		p->id = SASL_CB_USER;
+		p->challenge = "Authorization Name";
+		p->prompt = "Mailbox (authorization id)";
+		p++;
+	}
+	if (want_auth) {
+		p->id = SASL_CB_AUTHNAME;
+		p->challenge = "Authentication Name";
+		p->prompt = "Mailbox";
+		p++;
+	}
+	p->id = SASL_CB_LIST_END;
+	return SASL_INTERACT;
+}
+
+/* Set oparams' user and authid the way every Cyrus client plugin does. */
+static int
+get_mailbox(sasl_client_params_t *params, sasl_interact_t **prompt_need,
+    sasl_out_params_t *oparams)
+{
+	const sasl_utils_t *utils = params->utils;
+	const char *authzid = NULL, *authid = NULL;
+	int ru, ra, r;
+
+	ru = get_value(params, prompt_need ? *prompt_need : NULL,
+	    SASL_CB_USER, &authzid);
+	ra = get_value(params, prompt_need ? *prompt_need : NULL,
+	    SASL_CB_AUTHNAME, &authid);
+	if (ru != SASL_OK && ru != SASL_INTERACT)
+		return ru;
+	if (ra != SASL_OK && ra != SASL_INTERACT)
+		return ra;
+	if (ru == SASL_INTERACT || ra == SASL_INTERACT) {
+		if (prompt_need != NULL && *prompt_need != NULL) {
+			utils->free(*prompt_need);
+			*prompt_need = NULL;
+		}
+		if (prompt_need == NULL)
+			return fail(utils, SASL_BADPARAM, "the application "
+			    "gave no mailbox name and cannot be asked for one");
+		return make_prompts(params, prompt_need, ru == SASL_INTERACT,
+		    ra == SASL_INTERACT);
+	}
+	if (prompt_need != NULL && *prompt_need != NULL) {
+		utils->free(*prompt_need);
+		*prompt_need = NULL;
+	}
+	if (authid == NULL || *authid == '\0') {
+		if (authzid == NULL || *authzid == '\0')
+			return fail(utils, SASL_BADPARAM, "no mailbox name: "
+			    "give the mailbox as the login name");
+		authid = authzid;
+	}
+	if (authzid != NULL && *authzid != '\0' &&
+	    strcmp(authzid, authid) != 0) {
+		if ((r = params->canon_user(utils->conn, authzid, 0,
+		    SASL_CU_AUTHZID, oparams)) != SASL_OK)
+			return r;
+		return params->canon_user(utils->conn, authid, 0,
+		    SASL_CU_AUTHID, oparams);
+	}
+	return params->canon_user(utils->conn, authid, 0,
+	    SASL_CU_AUTHID | SASL_CU_AUTHZID, oparams);
+}
+
+/* The port of "ip;port" (ipremoteport), or NULL. */
+static const char *
+remote_port(const sasl_client_params_t *params)
+{
+	const char *semi;
+
+	if (params->ipremoteport == NULL)
+		return NULL;
+	semi = strrchr(params->ipremoteport, ';');
+	return semi != NULL && semi[1] != '\0' ? semi + 1 : NULL;
+}
+
+static void
+set_out(struct mech_context *c, char *out, size_t len)
+{
+	oa2_freezero(c->out, c->outlen);
+	c->out = out;
+	c->outlen = len;
+}
+
+static int
+first_step(struct mech_context *c, sasl_client_params_t *params,
+    sasl_interact_t **prompt_need, const char **clientout,
+    unsigned *clientoutlen, sasl_out_params_t *oparams)
+{
+	const sasl_utils_t *utils = params->utils;
+	struct oa2_token tok = { NULL, 0 };
+	struct oa2_account *acct;
+	struct oa2_error err;
+	struct oa2_log lg;
+	char *out = NULL;
+	size_t outlen = 0;
+	int r;
+
+	if ((r = get_mailbox(params, prompt_need, oparams)) != SASL_OK)
+		return r;
+	if ((c->mailbox = strndup(oparams->user, oparams->ulen)) == NULL)
+		return SASL_NOMEM;
+
+	pthread_mutex_lock(&plugin.lock);
+	config_refresh(utils, 0);
+	lg = make_log(utils);
+	if (plugin.cfg == NULL) {
+		r = fail(utils, SASL_FAIL, "%s", plugin.load_err.msg);
+		goto out;
+	}
+	if ((acct = oa2_config_match(plugin.cfg, c->mailbox)) == NULL) {
+		r = fail(utils, SASL_NOUSER, "no account in %s matches mailbox "
+		    "%s: add one with match = \"%s\", \"*@domain\" or \"*\"",
+		    plugin.path, c->mailbox, c->mailbox);
+		goto out;
+	}
+	if ((r = oa2_token_get(acct, &lg, &tok, NULL, &err)) != 0) {
+		r = fail(utils, sasl_code(r), "no token for %s (account %s): "
+		    "%s", c->mailbox, acct->match, err.msg);
+		goto out;
+	}
+	if (c->kind == MECH_XOAUTH2)
+		r = oa2_xoauth2_response(c->mailbox, tok.access_token, &out,
+		    &outlen);
+	else
+		r = oa2_oauthbearer_response(c->mailbox, params->serverFQDN,
+		    remote_port(params), tok.access_token, &out, &outlen);
+	if (r != 0) {
+		r = SASL_NOMEM;
+		goto out;
+	}
+	oa2_log(&lg, OA2_LOG_DEBUG, "sending a %s response for %s (account "
+	    "%s)", c->kind == MECH_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
+	    c->mailbox, acct->match);
+	c->token = tok.access_token;
+	tok.access_token = NULL;	/* transferred */
+	set_out(c, out, outlen);
+	*clientout = c->out;
+	*clientoutlen = (unsigned)c->outlen;
+	c->state = 1;
+	r = SASL_CONTINUE;
+ out:
+	pthread_mutex_unlock(&plugin.lock);
+	oa2_token_clear(&tok);
+	return r;
+}
+
+/* The server sent an error challenge: forget the token, answer, report. */
+static int
+refused(struct mech_context *c, sasl_client_params_t *params,
+    const char *in, unsigned inlen, const char **clientout,
+    unsigned *clientoutlen)
+{
+	const sasl_utils_t *utils = params->utils;
+	struct oa2_account *acct;
+	struct oa2_log lg;
+	char why[256], *ans;
+
+	oa2_challenge_describe(in, inlen, why, sizeof(why));
+	pthread_mutex_lock(&plugin.lock);
+	lg = make_log(utils);
+	if (plugin.cfg != NULL &&
+	    (acct = oa2_config_match(plugin.cfg, c->mailbox)) != NULL)
+		oa2_token_forget(acct, &lg, c->token);
+	pthread_mutex_unlock(&plugin.lock);
+
+	if ((ans = strdup(c->kind == MECH_XOAUTH2 ? "" : "\001")) == NULL)
+		return SASL_NOMEM;
+	set_out(c, ans, strlen(ans));
+	*clientout = c->out;
+	*clientoutlen = (unsigned)c->outlen;
+	c->state = 2;
+	fail(utils, SASL_BADAUTH, "the server rejected the token for %s "
+	    "(%s); the cached token was dropped and the next attempt fetches "
+	    "a new one", c->mailbox, why);
+	return SASL_CONTINUE;
+}
+
+static int
+mech_new(void *glob, sasl_client_params_t *params, void **conn_context)
+{
+	struct mech_context *c;
+
+	if ((c = params->utils->malloc(sizeof(*c))) == NULL)
+		return SASL_NOMEM;
+	memset(c, 0, sizeof(*c));
+	c->kind = *(const int *)glob;
+	*conn_context = c;
+	return SASL_OK;
+}
+
+static int
+mech_step(void *conn_context, sasl_client_params_t *params,
+    const char *serverin, unsigned serverinlen,
+    sasl_interact_t **prompt_need, const char **clientout,
+    unsigned *clientoutlen, sasl_out_params_t *oparams)
+{
+	struct mech_context *c = conn_context;
+
+	*clientout = NULL;
+	*clientoutlen = 0;
+	switch (c->state) {
+	case 0:
+		return first_step(c, params, prompt_need, clientout,
+		    clientoutlen, oparams);
+	case 1:
+		if (serverinlen > 0)
+			return refused(c, params, serverin, serverinlen,
+			    clientout, clientoutlen);
+		oparams->doneflag = 1;
+		oparams->mech_ssf = 0;
+		oparams->maxoutbuf = 0;
+		oparams->encode_context = NULL;
+		oparams->encode = NULL;
+		oparams->decode_context = NULL;
+		oparams->decode = NULL;
+		oparams->param_version = 0;
+		c->state = 3;
+		return SASL_OK;
+	case 2:
+		return fail(params->utils, SASL_BADAUTH, "the server rejected "
+		    "the token for %s", c->mailbox);
+	default:
+		return fail(params->utils, SASL_BADPROT, "unexpected step "
+		    "after the end of authentication");
+	}
+}
+
+static void
+mech_dispose(void *conn_context, const sasl_utils_t *utils)
+{
+	struct mech_context *c = conn_context;
+
+	if (c == NULL)
+		return;
+	oa2_freezero(c->out, c->outlen);
+	oa2_freezero_str(&c->token);
+	free(c->mailbox);
+	utils->free(c);
+}
+
+static void
+mech_free(void *glob, const sasl_utils_t *utils)
+{
+	pthread_mutex_lock(&plugin.lock);
+	if (plugin.refs > 0 && --plugin.refs == 0) {
+		oa2_config_free(&plugin.cfg);
+		free(plugin.path);
+		plugin.path = NULL;
+		curl_global_cleanup();
+	}
+	pthread_mutex_unlock(&plugin.lock);
+}
+
+static const unsigned long prompts[] = {
+	SASL_CB_AUTHNAME, SASL_CB_LIST_END
+};
+
+/*
+ * A bearer token is plaintext-equivalent: no SASL_SEC_NOPLAINTEXT, so
+ * an application that forbids plaintext mechanisms without TLS does not
+ * pick these. Not anonymous, and not open to a dictionary attack.
+ */
+static sasl_client_plug_t plugs[] = {
+	{
+		"XOAUTH2", 0, SASL_SEC_NOANONYMOUS | SASL_SEC_NODICTIONARY,
+		SASL_FEAT_WANT_CLIENT_FIRST | SASL_FEAT_ALLOWS_PROXY,
+		prompts, (void *)&mech_xoauth2, mech_new, mech_step,
+		mech_dispose, mech_free, NULL, NULL, NULL
+	},
+	{
+		"OAUTHBEARER", 0, SASL_SEC_NOANONYMOUS | SASL_SEC_NODICTIONARY,
+		SASL_FEAT_WANT_CLIENT_FIRST | SASL_FEAT_ALLOWS_PROXY,
+		prompts, (void *)&mech_oauthbearer, mech_new, mech_step,
+		mech_dispose, mech_free, NULL, NULL, NULL
+	},
+};
+
+int
+oa2_mech_init(const sasl_utils_t *utils, sasl_client_plug_t **pluglist,
+    int *plugcount)
+{
+	const char *opt = NULL;
+	unsigned optlen;
+
+	pthread_mutex_lock(&plugin.lock);
+	if (plugin.refs == 0) {
+		/* Reference counted and thread-safe in libcurl >= 7.84. */
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		if (utils->getopt != NULL && utils->getopt(
+		    utils->getopt_context, "XOAUTH2", "oauth2_config", &opt,
+		    &optlen) != SASL_OK)
+			opt = NULL;
+		plugin.path = strdup(oa2_config_path(opt));
+		if (plugin.path == NULL) {
+			curl_global_cleanup();
+			pthread_mutex_unlock(&plugin.lock);
+			return SASL_NOMEM;
+		}
+		config_refresh(utils, 1);
+	}
+	plugin.refs += 2;	/* mech_free is called once per mechanism */
+	pthread_mutex_unlock(&plugin.lock);
+	*pluglist = plugs;
+	*plugcount = 2;
+	return SASL_OK;
+}
