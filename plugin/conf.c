@@ -566,7 +566,7 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 	config_init(&lc);
 	if ((r = oa2_read_file(path, "configuration file", 0,
 	    MAX_CONFIG_SIZE, &text, NULL, err)) != 0) {
-		oa2_seterr(err, OA2_ERR_CONFIG, "%s", err->msg);
+		r = err->code = OA2_ERR_CONFIG;
 		goto out;
 	}
 	if (stat(path, &st) == 0) {

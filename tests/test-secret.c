@@ -1,0 +1,119 @@
+/* Private files: permissions, ownership, trimming, size caps. */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "secret.h"
+#include "tap.h"
+
+static char dir[] = "/tmp/oa2-secret-XXXXXX";
+
+static const char *
+put(const char *name, const char *text, size_t len, mode_t mode)
+{
+	static char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1 || write(fd, text, len) != (ssize_t)len)
+		abort();
+	close(fd);
+	chmod(path, mode);
+	return path;
+}
+
+int
+main(void)
+{
+	static const struct {
+		const char *text;
+		mode_t mode;
+		const char *want;	/* the secret, or an error substring */
+		int code;
+	} cases[] = {
+		{ "s3cret", 0600, "s3cret", OA2_OK },
+		{ "s3cret\n", 0600, "s3cret", OA2_OK },
+		{ "s3cret\r\n\n", 0400, "s3cret", OA2_OK },
+		{ "  two words \t\n", 0600, "  two words", OA2_OK },
+		{ "\n", 0600, "is empty", OA2_ERR_CREDENTIAL },
+		{ "", 0600, "is empty", OA2_ERR_CREDENTIAL },
+		{ "s3cret", 0640, "accessible by group or others (mode 0640)",
+		  OA2_ERR_CREDENTIAL },
+		{ "s3cret", 0604, "run chmod 600", OA2_ERR_CREDENTIAL },
+		{ "s3cret", 0620, "mode 0620", OA2_ERR_CREDENTIAL },
+	};
+	struct oa2_error err;
+	char *s, *big, path[300];
+	size_t i, len;
+	int r;
+
+	if (mkdtemp(dir) == NULL)
+		abort();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *p = put("secret", cases[i].text,
+		    strlen(cases[i].text), cases[i].mode);
+
+		r = oa2_read_secret_file(p, "secret file", &s, &err);
+		ok(r == cases[i].code, cases[i].want);
+		if (r == 0)
+			is_str(s, cases[i].want, "secret read and trimmed");
+		else {
+			has_str(err.msg, cases[i].want, "error names the cause");
+			has_str(err.msg, p, "error names the file");
+			ok(s == NULL, "no output on failure");
+		}
+		oa2_freezero_str(&s);
+		ok(s == NULL, "freezero_str clears the pointer");
+	}
+
+	put("nul", "ab\0cd", 5, 0600);
+	snprintf(path, sizeof(path), "%s/nul", dir);
+	ok(oa2_read_secret_file(path, "secret file", &s, &err) ==
+	    OA2_ERR_CREDENTIAL, "a NUL byte is refused");
+	has_str(err.msg, "NUL byte", "and said so");
+
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	ok(oa2_read_secret_file(path, "secret file", &s, &err) ==
+	    OA2_ERR_CREDENTIAL, "missing file");
+	has_str(err.msg, "No such file or directory", "missing file named");
+
+	ok(oa2_read_secret_file(dir, "secret file", &s, &err) ==
+	    OA2_ERR_CREDENTIAL, "a directory is refused");
+	has_str(err.msg, "not a regular file", "directory named");
+
+	snprintf(path, sizeof(path), "%s/link", dir);
+	symlink("/etc/passwd", path);
+	ok(oa2_read_file(path, "key file", 1, 4096, &s, &len, &err) != 0,
+	    "a symlink to someone else's readable file is refused");
+
+	big = calloc(1, 70000);
+	memset(big, 'x', 69999);
+	put("big", big, 69999, 0600);
+	snprintf(path, sizeof(path), "%s/big", dir);
+	ok(oa2_read_secret_file(path, "secret file", &s, &err) != 0,
+	    "an oversized file is refused");
+	has_str(err.msg, "larger than", "size cap named");
+	ok(oa2_read_file(path, "CA file", 0, 100000, &s, &len, &err) == 0 &&
+	    len == 69999 && strlen(s) == 69999, "public file read whole");
+	free(s);
+	free(big);
+
+	put("pub", "hello", 5, 0644);
+	snprintf(path, sizeof(path), "%s/pub", dir);
+	ok(oa2_read_file(path, "CA file", 0, 100, &s, &len, &err) == 0,
+	    "a public file may be world-readable");
+	free(s);
+
+	oa2_freezero(NULL, 10);
+	oa2_freezero_str(NULL);
+	ok(1, "NULL accepted by the destructors");
+
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	if (system(path) != 0)
+		return 1;
+	return done_testing();
+}

@@ -1,0 +1,99 @@
+/* XOAUTH2 and OAUTHBEARER responses against the published vectors. */
+#include "config.h"
+
+#include <openssl/evp.h>
+
+#include "secret.h"
+#include "tap.h"
+#include "wire.h"
+
+static char *
+b64(const char *s, size_t len)
+{
+	static char buf[1024];
+
+	EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)s,
+	    (int)len);
+	return buf;
+}
+
+int
+main(void)
+{
+	static const struct {
+		const char *in, *out;
+	} b64cases[] = {
+		{ "", "" }, { "f", "Zg" }, { "fo", "Zm8" }, { "foo", "Zm9v" },
+		{ "\xfb\xff", "-_8" }, { "\xfb\xff\xbf", "-_-_" },
+	};
+	static const struct {
+		const char *json, *want;
+	} challenges[] = {
+		{ "{\"status\":\"401\",\"schemes\":\"bearer\",\"scope\":\"mail\"}",
+		  "status 401, scope mail" },
+		{ "{\"status\":\"invalid_token\"}", "status invalid_token" },
+		{ "{\"status\":\"400\",\"scope\":\"a\\u0001b\"}",
+		  "status 400, scope a?b" },
+		{ "not json\r\n", "an unparsable challenge \"not json??\"" },
+		{ "[]", "an unparsable challenge \"[]\"" },
+	};
+	char *out, *s;
+	unsigned char *dec;
+	size_t len, i;
+	char buf[256];
+
+	/* DESIGN.md: the XOAUTH2 vector. */
+	ok(oa2_xoauth2_response("test@contoso.onmicrosoft.com",
+	    "EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA", &out, &len) == 0,
+	    "xoauth2 builds");
+	is_str(b64(out, len), "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tA"
+	    "WF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0NjbFJD"
+	    "M0VvQUEBAQ==", "xoauth2 matches the published vector");
+	ok(len == strlen(out), "xoauth2 length excludes the NUL");
+	oa2_freezero(out, len);
+
+	/* RFC 7628 section 4.1. */
+	ok(oa2_oauthbearer_response("user@example.com", "server.example.com",
+	    "143", "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==", &out,
+	    &len) == 0, "oauthbearer builds");
+	ok(len == strlen(out) && memcmp(out, "n,a=user@example.com,\001host="
+	    "server.example.com\001port=143\001auth=Bearer vF9dft4qmTc2Nvb3R"
+	    "lckBhbHRhdmlzdGEuY29tCg==\001\001", len) == 0,
+	    "oauthbearer matches RFC 7628 4.1");
+	oa2_freezero(out, len);
+
+	ok(oa2_oauthbearer_response("a=b,c@x", NULL, "", "T", &out, &len) == 0,
+	    "oauthbearer without host and port");
+	is_str(out, "n,a=a=3Db=2Cc@x,\001auth=Bearer T\001\001",
+	    "authzid escaped, host and port left out");
+	oa2_freezero(out, len);
+
+	for (i = 0; i < sizeof(challenges) / sizeof(challenges[0]); i++) {
+		oa2_challenge_describe(challenges[i].json,
+		    strlen(challenges[i].json), buf, sizeof(buf));
+		is_str(buf, challenges[i].want, "challenge described");
+	}
+	oa2_challenge_describe("x", 1, buf, 8);
+	ok(strlen(buf) < 8, "challenge description fits a small buffer");
+
+	for (i = 0; i < sizeof(b64cases) / sizeof(b64cases[0]); i++) {
+		s = oa2_b64url_encode(b64cases[i].in, strlen(b64cases[i].in));
+		is_str(s, b64cases[i].out, "b64url encodes");
+		ok(oa2_b64url_decode(s, strlen(s), &dec, &len) == 0 &&
+		    len == strlen(b64cases[i].in) &&
+		    memcmp(dec, b64cases[i].in, len) == 0,
+		    "b64url round trip");
+		free(dec);
+		free(s);
+	}
+	ok(oa2_b64url_decode("Zg==", 4, &dec, &len) == 0 && len == 1 &&
+	    dec[0] == 'f', "b64url accepts padding");
+	free(dec);
+	ok(oa2_b64url_decode("Zm+v", 4, &dec, &len) == OA2_ERR_RESPONSE,
+	    "b64url refuses '+'");
+	ok(oa2_b64url_decode("Z", 1, &dec, &len) == OA2_ERR_RESPONSE,
+	    "b64url refuses an impossible length");
+	ok(oa2_b64url_decode("Zm\0v", 4, &dec, &len) == OA2_ERR_RESPONSE,
+	    "b64url refuses NUL");
+	return done_testing();
+}
