@@ -1,0 +1,341 @@
+/*
+ * The client-credentials grant: build the request (client secret or
+ * signed assertion), send it, and read Entra's answer with jansson.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "conf.h"
+#include "http.h"
+#include "jwt.h"
+#include "secret.h"
+#include "token.h"
+
+#define MAX_ANSWER	(64 * 1024)
+#define MAX_TOKEN	(32 * 1024)
+#define MAX_EXPIRES_IN	(366L * 86400)
+
+void
+oa2_token_clear(struct oa2_token *tok)
+{
+	if (tok == NULL)
+		return;
+	oa2_freezero_str(&tok->access_token);
+	tok->expires_at = 0;
+}
+
+int
+oa2_token_copy(struct oa2_token *dst, const struct oa2_token *src)
+{
+	oa2_token_clear(dst);
+	if (src->access_token != NULL &&
+	    (dst->access_token = strdup(src->access_token)) == NULL)
+		return OA2_ERR_NOMEM;
+	dst->expires_at = src->expires_at;
+	return OA2_OK;
+}
+
+/* Sourced from Microsoft's AADSTS error code reference. */
+static const struct {
+	long		code;
+	const char	*meaning;
+} aadsts[] = {
+	{ 7000215, "the client secret is wrong: use the secret's Value, "
+	    "not its ID" },
+	{ 7000222, "the client secret has expired: create a new one" },
+	{ 700016, "no application with this client_id in the tenant: check "
+	    "client_id and tenant" },
+	{ 90002, "the tenant does not exist: check tenant" },
+	{ 700027, "the assertion's signature or certificate thumbprint is "
+	    "not known to the application: upload the certificate" },
+	{ 700024, "the assertion is not within its valid time range: check "
+	    "the clock" },
+	{ 7000218, "neither client_secret nor client_assertion was sent" },
+	{ 9001023, "the /common or /organizations endpoint cannot be used "
+	    "for app-only tokens: name the tenant" },
+	{ 1002012, "the scope is invalid" },
+	{ 70011, "the scope is invalid: use "
+	    "https://outlook.office365.com/.default" },
+	{ 500011, "the resource is not registered in the tenant" },
+	{ 7000112, "the application is disabled" },
+	{ 700023, "the client assertion audience is wrong" },
+	{ 50053, "the account is locked after too many attempts" },
+};
+
+const char *
+oa2_aadsts_meaning(long code)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(aadsts) / sizeof(aadsts[0]); i++)
+		if (aadsts[i].code == code)
+			return aadsts[i].meaning;
+	return NULL;
+}
+
+/* expires_in: a JSON integer or a string of digits, 1 s .. 1 year. */
+static int
+parse_expires_in(const json_t *v, long *out)
+{
+	const char *s;
+	char *end;
+	long n;
+
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 1 ||
+		    json_integer_value(v) > MAX_EXPIRES_IN)
+			return -1;
+		*out = (long)json_integer_value(v);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return -1;
+	s = json_string_value(v);
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 1 || n > MAX_EXPIRES_IN)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+printable_token(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > MAX_TOKEN)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* Entra's error body -> one sentence, permanent or transient. */
+static int
+parse_error(long status, json_t *root, struct oa2_error *err)
+{
+	const char *error, *desc, *meaning = NULL;
+	char e[64], d[200], codes[32] = "";
+	json_t *v;
+	long code = 0;
+	int transient;
+
+	v = json_object_get(root, "error");
+	error = json_is_string(v) ? json_string_value(v) : "unknown_error";
+	v = json_object_get(root, "error_description");
+	desc = json_is_string(v) ? json_string_value(v) : "";
+	v = json_array_get(json_object_get(root, "error_codes"), 0);
+	if (json_is_integer(v))
+		code = (long)json_integer_value(v);
+	else if (strncmp(desc, "AADSTS", 6) == 0)
+		code = strtol(desc + 6, NULL, 10);
+	if (code > 0) {
+		snprintf(codes, sizeof(codes), ": AADSTS%ld", code);
+		meaning = oa2_aadsts_meaning(code);
+	}
+	oa2_sanitize(e, sizeof(e), error, strlen(error), 48);
+	/* the first line of the description, without its AADSTS prefix */
+	if (strncmp(desc, "AADSTS", 6) == 0 && strstr(desc, ": ") != NULL)
+		desc = strstr(desc, ": ") + 2;
+	oa2_sanitize(d, sizeof(d), desc, strcspn(desc, "\r\n"), 160);
+	transient = status == 429 || status >= 500 ||
+	    strcmp(error, "temporarily_unavailable") == 0;
+	if (meaning != NULL)
+		return oa2_seterr(err, transient ? OA2_ERR_TRANSIENT :
+		    OA2_ERR_DENIED, "token request refused (HTTP %ld): %s%s "
+		    "(%s)%s%s", status, e, codes, meaning, *d ? ": " : "", d);
+	return oa2_seterr(err, transient ? OA2_ERR_TRANSIENT : OA2_ERR_DENIED,
+	    "token request refused (HTTP %ld): %s%s%s%s", status, e, codes,
+	    *d ? ": " : "", d);
+}
+
+int
+oa2_token_parse(long status, const char *body, size_t len, time_t now,
+    struct oa2_token *out, struct oa2_error *err)
+{
+	json_t *root, *tok, *type;
+	long expires_in;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		if (status != 200)
+			return oa2_seterr(err, status == 429 || status >= 500 ?
+			    OA2_ERR_TRANSIENT : OA2_ERR_RESPONSE, "the token "
+			    "endpoint answered HTTP %ld without a JSON error",
+			    status);
+		return oa2_seterr(err, OA2_ERR_RESPONSE, "the token endpoint "
+		    "answered HTTP 200 with a body that is not a JSON object");
+	}
+	if (status != 200) {
+		r = parse_error(status, root, err);
+		goto out;
+	}
+	r = OA2_ERR_RESPONSE;
+	tok = json_object_get(root, "access_token");
+	type = json_object_get(root, "token_type");
+	if (!json_is_string(tok)) {
+		oa2_seterr(err, r, "the token endpoint's answer has no "
+		    "access_token");
+		goto out;
+	}
+	if (!printable_token(json_string_value(tok), json_string_length(tok))) {
+		oa2_seterr(err, r, "the token endpoint sent an access_token "
+		    "that is empty, too long, or holds spaces or control "
+		    "characters");
+		goto out;
+	}
+	if (!json_is_string(type) ||
+	    strcasecmp(json_string_value(type), "Bearer") != 0) {
+		oa2_seterr(err, r, "the token endpoint sent a token_type "
+		    "other than Bearer");
+		goto out;
+	}
+	if (json_object_get(root, "expires_in") == NULL) {
+		oa2_seterr(err, r, "the token endpoint's answer has no "
+		    "expires_in");
+		goto out;
+	}
+	if (parse_expires_in(json_object_get(root, "expires_in"),
+	    &expires_in) != 0) {
+		oa2_seterr(err, r, "the token endpoint sent an expires_in "
+		    "that is not a number of seconds between 1 and one year");
+		goto out;
+	}
+	if ((out->access_token = strdup(json_string_value(tok))) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	out->expires_at = now + expires_in;
+	r = OA2_OK;
+ out:
+	/* we own root: wipe the token inside it before it is released */
+	tok = json_object_get(root, "access_token");
+	if (json_is_string(tok))
+		oa2_wipe((char *)json_string_value(tok),
+		    json_string_length(tok));
+	json_decref(root);
+	return r;
+}
+
+/* The form body; a secret (it holds the secret or the assertion). */
+static int
+build_form(const struct oa2_account *acct, time_t now, char **form,
+    size_t *len, struct oa2_error *err)
+{
+	char *assertion = NULL;
+	int r;
+
+	*form = NULL;
+	*len = 0;
+	if ((r = oa2_form_add(form, len, "grant_type",
+	    "client_credentials")) != 0 ||
+	    (r = oa2_form_add(form, len, "client_id", acct->client_id)) != 0 ||
+	    (r = oa2_form_add(form, len, "scope", acct->scope)) != 0)
+		goto out;
+	if (acct->cred == OA2_CRED_SECRET)
+		r = oa2_form_add(form, len, "client_secret",
+		    acct->client_secret);
+	else {
+		if ((r = oa2_jwt_assertion(acct->cert, acct->assertion_alg,
+		    acct->client_id, acct->token_url, now,
+		    acct->assertion_lifetime, &assertion, err)) != 0)
+			goto out;
+		if ((r = oa2_form_add(form, len, "client_assertion_type",
+		    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"))
+		    == 0)
+			r = oa2_form_add(form, len, "client_assertion",
+			    assertion);
+	}
+ out:
+	oa2_freezero_str(&assertion);
+	if (r == OA2_ERR_NOMEM)
+		oa2_seterr(err, r, "out of memory");
+	if (r != 0 && *form != NULL) {
+		oa2_freezero(*form, *len + 1);
+		*form = NULL;
+	}
+	return r;
+}
+
+static double
+elapsed(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	    (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+int
+oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
+    time_t now, struct oa2_token *out, struct oa2_error *err)
+{
+	struct oa2_http_request req;
+	struct oa2_http_response resp = { 0, NULL, 0, -1 };
+	struct timespec t0;
+	char *form = NULL;
+	size_t len;
+	long wait;
+	int r, attempt;
+
+	memset(out, 0, sizeof(*out));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (attempt = 0; attempt < 2; attempt++) {
+		/* a new assertion (fresh jti) for each attempt */
+		if ((r = build_form(acct, now, &form, &len, err)) != 0)
+			return r;
+		memset(&req, 0, sizeof(req));
+		req.url = acct->token_url;
+		req.body = form;
+		req.bodylen = len;
+		req.ca_data = acct->ca != NULL ? acct->ca->data : NULL;
+		req.ca_len = acct->ca != NULL ? acct->ca->len : 0;
+		req.timeout = acct->timeout - (long)elapsed(&t0);
+		if (req.timeout < 1)
+			req.timeout = 1;
+		req.max_body = MAX_ANSWER;
+		oa2_log(lg, OA2_LOG_DEBUG, "requesting a token for client_id "
+		    "%s from %s", acct->client_id, acct->token_url);
+		r = oa2_http_post(&req, &resp, err);
+		oa2_freezero(form, len + 1);
+		form = NULL;
+		if (r == 0)
+			r = oa2_token_parse(resp.status, resp.body, resp.len,
+			    now, out, err);
+		wait = resp.retry_after >= 0 ? resp.retry_after : 1;
+		oa2_http_response_clear(&resp);
+		/* one bounded retry of a transient refusal, within timeout */
+		if (r != OA2_ERR_TRANSIENT || attempt == 1 ||
+		    elapsed(&t0) + (double)wait + 1 >= (double)acct->timeout)
+			break;
+		oa2_log(lg, OA2_LOG_WARNING, "%s; retrying in %ld s", err->msg,
+		    wait);
+		{
+			struct timespec ts = { wait, 0 };
+
+			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+				;
+		}
+		now = time(NULL);
+	}
+	if (r == 0)
+		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, valid "
+		    "for %ld s", acct->match, (long)(out->expires_at - now));
+	return r;
+}
