@@ -1,0 +1,442 @@
+/*
+ * Certificate credentials and the signed client assertion (RFC 7523):
+ * load and check certificate and key, compute the thumbprints, and sign
+ * {"alg":"PS256","typ":"JWT","x5t#S256":…} or {"alg":"RS256",…,"x5t":…}
+ * with OpenSSL EVP.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "jwt.h"
+#include "secret.h"
+#include "wire.h"
+
+#define MAX_PEM		(1024 * 1024)
+#define EXPIRY_WARNING	(30 * 86400)
+
+struct oa2_cert {
+	X509		*x509;
+	EVP_PKEY	*key;
+	time_t		not_after;
+	char		sha1_hex[41];
+	char		*x5t;
+	char		*x5t_s256;
+	char		subject[256];
+};
+
+/* OpenSSL's latest error reason, for a sentence; never key material. */
+static const char *
+ssl_reason(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+	return r != NULL ? r : "unknown OpenSSL error";
+}
+
+/* A passphrase callback that never prompts on a terminal. */
+static int
+pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	const char *pass = u;
+	size_t len;
+
+	if (pass == NULL || (len = strlen(pass)) >= (size_t)size)
+		return -1;
+	memcpy(buf, pass, len);
+	return (int)len;
+}
+
+static time_t
+asn1_to_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+static int
+thumbprints(struct oa2_cert *c, struct oa2_error *err)
+{
+	unsigned char sha1[EVP_MAX_MD_SIZE], sha256[EVP_MAX_MD_SIZE];
+	unsigned int n1, n256, i;
+
+	if (X509_digest(c->x509, EVP_sha1(), sha1, &n1) != 1 ||
+	    X509_digest(c->x509, EVP_sha256(), sha256, &n256) != 1)
+		return oa2_seterr(err, OA2_ERR_INTERNAL,
+		    "cannot compute the certificate thumbprint");
+	for (i = 0; i < n1; i++)
+		snprintf(c->sha1_hex + 2 * i, 3, "%02X", sha1[i]);
+	if ((c->x5t = oa2_b64url_encode(sha1, n1)) == NULL ||
+	    (c->x5t_s256 = oa2_b64url_encode(sha256, n256)) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	return OA2_OK;
+}
+
+/* The first certificate of a PEM (or DER) buffer. */
+static X509 *
+read_x509(const char *data, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	X509 *x = NULL;
+	BIO *bio;
+
+	if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL)
+		return NULL;
+	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (x == NULL)
+		x = d2i_X509(NULL, &p, (long)len);
+	return x;
+}
+
+static int
+load_pem(const struct oa2_cert_source *src, struct oa2_cert *c,
+    struct oa2_error *err)
+{
+	char *certdata = NULL, *keydata = NULL, *pass = NULL;
+	size_t certlen = 0, keylen = 0;
+	BIO *bio = NULL;
+	int r;
+
+	if ((r = oa2_read_file(src->certificate, "certificate", 0, MAX_PEM,
+	    &certdata, &certlen, err)) != 0) {
+		err->code = r = OA2_ERR_CREDENTIAL;
+		goto out;
+	}
+	if ((c->x509 = read_x509(certdata, certlen)) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "%s holds no X.509 "
+		    "certificate (%s)", src->certificate, ssl_reason());
+		goto out;
+	}
+	if ((r = oa2_read_file(src->private_key, "private key file", 1,
+	    MAX_PEM, &keydata, &keylen, err)) != 0)
+		goto out;
+	if (src->passphrase_file != NULL && (r = oa2_read_secret_file(
+	    src->passphrase_file, "passphrase file", &pass, err)) != 0)
+		goto out;
+	r = OA2_ERR_CREDENTIAL;
+	if ((bio = BIO_new_mem_buf(keydata, (int)keylen)) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	ERR_clear_error();
+	c->key = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, pass);
+	if (c->key == NULL) {
+		if (strstr(keydata, "ENCRYPTED") != NULL && pass == NULL)
+			oa2_seterr(err, r, "private key %s is encrypted: set "
+			    "private_key_passphrase_file", src->private_key);
+		else if (strstr(keydata, "ENCRYPTED") != NULL)
+			oa2_seterr(err, r, "wrong passphrase for private key "
+			    "%s (from %s)", src->private_key,
+			    src->passphrase_file);
+		else
+			oa2_seterr(err, r, "%s holds no PEM private key (%s)",
+			    src->private_key, ssl_reason());
+		goto out;
+	}
+	r = OA2_OK;
+ out:
+	BIO_free(bio);
+	free(certdata);
+	if (keydata != NULL)
+		oa2_freezero(keydata, keylen);
+	oa2_freezero_str(&pass);
+	ERR_clear_error();
+	return r;
+}
+
+static int
+load_pkcs12(const struct oa2_cert_source *src, struct oa2_cert *c,
+    struct oa2_error *err)
+{
+	const unsigned char *p;
+	char *data = NULL, *pass = NULL;
+	size_t len = 0;
+	PKCS12 *p12 = NULL;
+	int r;
+
+	if ((r = oa2_read_file(src->pkcs12, "PKCS#12 file", 1, MAX_PEM,
+	    &data, &len, err)) != 0)
+		return r;
+	if (src->pkcs12_passphrase_file != NULL && (r = oa2_read_secret_file(
+	    src->pkcs12_passphrase_file, "passphrase file", &pass, err)) != 0)
+		goto out;
+	r = OA2_ERR_CREDENTIAL;
+	p = (const unsigned char *)data;
+	if ((p12 = d2i_PKCS12(NULL, &p, (long)len)) == NULL) {
+		oa2_seterr(err, r, "%s is not a PKCS#12 file (%s)",
+		    src->pkcs12, ssl_reason());
+		goto out;
+	}
+	if (PKCS12_parse(p12, pass != NULL ? pass : "", &c->key, &c->x509,
+	    NULL) != 1 || c->key == NULL || c->x509 == NULL) {
+		oa2_seterr(err, r, "cannot open PKCS#12 file %s: %s",
+		    src->pkcs12, pass == NULL ? "it needs a passphrase: set "
+		    "pkcs12_passphrase_file" : "wrong passphrase, or no key "
+		    "and certificate in it");
+		goto out;
+	}
+	r = OA2_OK;
+ out:
+	PKCS12_free(p12);
+	oa2_freezero(data, len);
+	oa2_freezero_str(&pass);
+	ERR_clear_error();
+	return r;
+}
+
+int
+oa2_cert_load(const struct oa2_cert_source *src, const struct oa2_log *lg,
+    struct oa2_cert **out, struct oa2_error *err)
+{
+	const char *name = src->pkcs12 != NULL ? src->pkcs12 :
+	    src->certificate;
+	struct oa2_cert *c;
+	time_t now = time(NULL), not_before;
+	int r, bits;
+
+	*out = NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	if (src->pkcs12 != NULL)
+		r = load_pkcs12(src, c, err);
+	else if (src->certificate != NULL && src->private_key != NULL)
+		r = load_pem(src, c, err);
+	else
+		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "a certificate "
+		    "credential needs certificate and private_key, or pkcs12");
+	if (r != 0)
+		goto out;
+	r = OA2_ERR_CREDENTIAL;
+	if (EVP_PKEY_get_base_id(c->key) != EVP_PKEY_RSA) {
+		oa2_seterr(err, r, "the private key of %s is not an RSA key: "
+		    "Entra client assertions need RSA", name);
+		goto out;
+	}
+	if ((bits = EVP_PKEY_get_bits(c->key)) < 2048) {
+		oa2_seterr(err, r, "the RSA key of %s has %d bits: at least "
+		    "2048 are needed", name, bits);
+		goto out;
+	}
+	if (X509_check_private_key(c->x509, c->key) != 1) {
+		oa2_seterr(err, r, "the private key does not match the "
+		    "certificate %s", name);
+		goto out;
+	}
+	ERR_clear_error();
+	X509_NAME_oneline(X509_get_subject_name(c->x509), c->subject,
+	    sizeof(c->subject));
+	c->not_after = asn1_to_time(X509_get0_notAfter(c->x509));
+	not_before = asn1_to_time(X509_get0_notBefore(c->x509));
+	if (c->not_after <= now) {
+		oa2_seterr(err, r, "certificate %s expired on %.24s UTC", name,
+		    asctime(gmtime(&c->not_after)));
+		goto out;
+	}
+	if (not_before > now) {
+		oa2_seterr(err, r, "certificate %s is not valid before "
+		    "%.24s UTC: check the clock", name,
+		    asctime(gmtime(&not_before)));
+		goto out;
+	}
+	if ((r = thumbprints(c, err)) != 0)
+		goto out;
+	if (c->not_after - now < EXPIRY_WARNING)
+		oa2_log(lg, OA2_LOG_WARNING, "certificate %s (thumbprint %s) "
+		    "expires in %ld days: upload a new one to the app "
+		    "registration", name, c->sha1_hex,
+		    (long)((c->not_after - now) / 86400));
+	*out = c;
+	c = NULL;	/* transferred */
+	r = OA2_OK;
+ out:
+	oa2_cert_free(&c);
+	return r;
+}
+
+void
+oa2_cert_free(struct oa2_cert **certp)
+{
+	struct oa2_cert *c;
+
+	if (certp == NULL || (c = *certp) == NULL)
+		return;
+	EVP_PKEY_free(c->key);	/* OpenSSL clears key material it frees */
+	X509_free(c->x509);
+	free(c->x5t);
+	free(c->x5t_s256);
+	free(c);
+	*certp = NULL;
+}
+
+const char *
+oa2_cert_sha1_hex(const struct oa2_cert *c)
+{
+	return c->sha1_hex;
+}
+
+const char *
+oa2_cert_x5t(const struct oa2_cert *c)
+{
+	return c->x5t;
+}
+
+const char *
+oa2_cert_x5t_s256(const struct oa2_cert *c)
+{
+	return c->x5t_s256;
+}
+
+time_t
+oa2_cert_not_after(const struct oa2_cert *c)
+{
+	return c->not_after;
+}
+
+const char *
+oa2_cert_subject(const struct oa2_cert *c)
+{
+	return c->subject;
+}
+
+int
+oa2_cert_file_thumbprints(const char *path, char sha1hex[41], char x5t[28],
+    char x5t256[44], struct oa2_error *err)
+{
+	struct oa2_cert c;
+	char *data;
+	size_t len;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = oa2_read_file(path, "certificate", 0, MAX_PEM, &data, &len,
+	    err)) != 0)
+		return r;
+	c.x509 = read_x509(data, len);
+	free(data);
+	if (c.x509 == NULL) {
+		ERR_clear_error();
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "%s holds no X.509 "
+		    "certificate", path);
+	}
+	if ((r = thumbprints(&c, err)) == 0) {
+		memcpy(sha1hex, c.sha1_hex, 41);
+		snprintf(x5t, 28, "%s", c.x5t);
+		snprintf(x5t256, 44, "%s", c.x5t_s256);
+	}
+	X509_free(c.x509);
+	free(c.x5t);
+	free(c.x5t_s256);
+	return r;
+}
+
+/* A random (version 4) UUID. */
+static int
+uuid4(char out[37])
+{
+	unsigned char b[16];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return -1;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
+	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+/* Compact JSON of v, base64url'ed; the dump is wiped. NULL on failure. */
+static char *
+b64_json(json_t *v)
+{
+	char *s, *b;
+
+	if (v == NULL || (s = json_dumps(v, JSON_COMPACT |
+	    JSON_PRESERVE_ORDER)) == NULL)
+		return NULL;
+	b = oa2_b64url_encode(s, strlen(s));
+	oa2_freezero(s, strlen(s));
+	return b;
+}
+
+int
+oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
+    const char *client_id, const char *aud, time_t now, long lifetime,
+    char **out, struct oa2_error *err)
+{
+	EVP_MD_CTX *md = NULL;
+	EVP_PKEY_CTX *pctx;
+	json_t *header, *claims;
+	unsigned char *sig = NULL;
+	size_t siglen = 0, inlen;
+	char jti[37], *h = NULL, *c = NULL, *input = NULL, *s = NULL;
+	int r = OA2_ERR_NOMEM, pss = alg == OA2_ALG_PS256;
+
+	*out = NULL;
+	if (uuid4(jti) != 0)
+		return oa2_seterr(err, OA2_ERR_INTERNAL, "no random numbers "
+		    "for the assertion's jti");
+	header = json_pack("{s:s, s:s, s:s}", "alg", pss ? "PS256" : "RS256",
+	    "typ", "JWT", pss ? "x5t#S256" : "x5t",
+	    pss ? cert->x5t_s256 : cert->x5t);
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "aud", aud,
+	    "iss", client_id, "sub", client_id, "jti", jti,
+	    "nbf", (json_int_t)now, "iat", (json_int_t)now,
+	    "exp", (json_int_t)(now + lifetime));
+	if ((h = b64_json(header)) == NULL || (c = b64_json(claims)) == NULL ||
+	    asprintf(&input, "%s.%s", h, c) == -1) {
+		input = NULL;
+		oa2_seterr(err, r, "out of memory");
+		goto out;
+	}
+	inlen = strlen(input);
+	r = OA2_ERR_INTERNAL;
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, cert->key) != 1 ||
+	    (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx,
+	    RSA_PKCS1_PSS_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1)) ||
+	    EVP_DigestSign(md, NULL, &siglen, (unsigned char *)input,
+	    inlen) != 1 ||
+	    (sig = malloc(siglen)) == NULL ||
+	    EVP_DigestSign(md, sig, &siglen, (unsigned char *)input,
+	    inlen) != 1 ||
+	    (s = oa2_b64url_encode(sig, siglen)) == NULL ||
+	    asprintf(out, "%s.%s", input, s) == -1) {
+		*out = NULL;
+		oa2_seterr(err, r, "cannot sign the client assertion (%s)",
+		    ssl_reason());
+		ERR_clear_error();
+		goto out;
+	}
+	r = OA2_OK;
+ out:
+	EVP_MD_CTX_free(md);
+	json_decref(header);
+	json_decref(claims);
+	free(h);
+	oa2_freezero_str(&c);
+	oa2_freezero_str(&input);
+	oa2_freezero_str(&s);
+	if (sig != NULL)
+		oa2_freezero(sig, siglen);
+	return r;
+}
