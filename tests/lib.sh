@@ -1,0 +1,228 @@
+# Shared by the end-to-end tests: a private test bed on 127.0.0.1 made of
+# a test CA, the Entra stand-in (tokend.py), a private Dovecot validating
+# the JWTs it issues, and a sasl-oauth2 config pointing at both.
+# Sourced; the caller has "set -eu". Everything lives in $T and dies
+# with the test.
+
+here=$(cd "$(dirname "$0")" && pwd)
+: "${top_srcdir:=$(cd "$here/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${PYTHON3:=/usr/bin/python3}"
+: "${VALGRIND:=}"
+IMTEST=${IMTEST:-/usr/lib/cyrus/bin/imtest}
+SYSPLUGINS="$(pkg-config --variable=libdir libsasl2 2>/dev/null || echo /usr/lib/x86_64-linux-gnu)/sasl2"
+PLUGIN="$top_builddir/.libs/libsasl-oauth2.so"
+TOOL="$top_builddir/sasl-oauth2"
+
+T=$(mktemp -d /tmp/oa2-e2e.XXXXXX)
+chmod 755 "$T"
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	[ -f "$T/dovecot/run/master.pid" ] &&
+		kill "$(cat "$T/dovecot/run/master.pid")" 2>/dev/null || true
+	sleep 0.2
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+npass=0 nfail=0
+pass() { npass=$((npass + 1)); echo "ok - $*"; }
+fail() { nfail=$((nfail + 1)); echo "not ok - $*"; }
+check() { # check DESCRIPTION COMMAND...: pass when the command succeeds
+	d=$1; shift
+	if "$@"; then pass "$d"; else fail "$d"; fi
+}
+finish() {
+	echo "# $npass passed, $nfail failed"
+	if [ "$nfail" -ne 0 ]; then
+		echo "# --- dovecot log"; tail -n 30 "$T/dovecot/log" 2>/dev/null || true
+		echo "# --- tokend log"; tail -n 20 "$T/tokend.log" 2>/dev/null || true
+		exit 1
+	fi
+	exit 0
+}
+skip() { echo "SKIP: $*"; exit 77; }
+need() { for p in "$@"; do command -v "$p" >/dev/null 2>&1 || [ -x "$p" ] || skip "$p is not installed"; done; }
+
+need openssl "$PYTHON3" dovecot "$IMTEST"
+[ -f "$PLUGIN" ] || { echo "plugin not built: $PLUGIN"; exit 99; }
+
+free_port() {
+	"$PYTHON3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # wait_port PORT: until something listens on 127.0.0.1:PORT
+	i=0
+	while ! "$PYTHON3" -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; do
+		i=$((i + 1)); [ $i -lt 100 ] || { echo "nothing listens on port $1"; return 1; }
+		sleep 0.1
+	done
+}
+
+# A test CA and a server certificate for 127.0.0.1.
+make_ca() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sasl-oauth2 test CA" \
+		-keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+		-keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$T/san.ext"
+	openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" \
+		-CAcreateserial -days 2 -extfile "$T/san.ext" -out "$T/server.pem" 2>/dev/null
+	chmod 644 "$T/server.pem" "$T/ca.pem"
+}
+
+TENANT=contoso.onmicrosoft.com
+TENANT_ID=11111111-2222-3333-4444-555555555555
+CLIENT=00000000-aaaa-bbbb-cccc-000000000001
+CERT_CLIENT=00000000-aaaa-bbbb-cccc-000000000002
+SECRET="e2e~Secret.$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+USER1=user@contoso.com
+
+# A certificate credential registered for CERT_CLIENT.
+make_client_cert() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=sasl-oauth2 e2e app" \
+		-keyout "$T/app.key" -out "$T/app.crt" 2>/dev/null
+	chmod 600 "$T/app.key"
+}
+
+start_tokend() {
+	openssl genrsa -out "$T/issuer.key" 2048 2>/dev/null
+	mkdir -p "$T/keys/default/RS256"
+	openssl rsa -in "$T/issuer.key" -pubout -out "$T/keys/default/RS256/k1" 2>/dev/null
+	chmod -R a+rX "$T/keys"
+	[ -f "$T/app.crt" ] || make_client_cert
+	cat > "$T/tokend.json" <<JSON
+{ "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599},
+  "tenants": { "$TENANT": { "id": "$TENANT_ID", "domain": "contoso.com" },
+               "$TENANT_ID": { "id": "$TENANT_ID", "domain": "contoso.com" } },
+  "clients": {
+    "$CLIENT": { "tenant": "$TENANT", "secrets": ["$SECRET"], "expired_secrets": ["expired-secret"] },
+    "$CERT_CLIENT": { "tenant": "$TENANT", "certs": ["$T/app.crt"] } } }
+JSON
+	"$PYTHON3" "$here/tokend.py" --config "$T/tokend.json" --cert "$T/server.pem" \
+		--key "$T/server.key" --port-file "$T/tokend.port" --log "$T/tokend.log" \
+		--control "$T/tokend.control" --pid-file "$T/tokend.pid" 2>"$T/tokend.err" &
+	PIDS="$PIDS $!"
+	i=0
+	while [ ! -s "$T/tokend.port" ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/tokend.err"; return 1; }
+		sleep 0.1
+	done
+	TOKEND_PORT=$(cat "$T/tokend.port")
+	: > "$T/tokend.log"
+}
+
+tokend_mode() { printf '{"mode": "%s"}\n' "$1" > "$T/tokend.control"; }
+token_requests() { grep -c "result=${1:-ok}" "$T/tokend.log" || true; }
+
+start_dovecot() {
+	IMAPS_PORT=$(free_port)
+	SUBMISSION_PORT=$(free_port)
+	d="$T/dovecot"
+	mkdir -p "$d/run" "$d/state" "$T/mail"
+	chown nobody "$T/mail"
+	cat > "$d/oauth2.conf" <<CONF
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix=$T/keys/
+username_attribute = tenant_domain
+username_format = %Ld
+CONF
+	cat > "$d/dovecot.conf" <<CONF
+base_dir = $d/run
+state_dir = $d/state
+log_path = $d/log
+info_log_path = $d/log
+listen = 127.0.0.1
+protocols = imap submission
+ssl = required
+ssl_cert = <$T/server.pem
+ssl_key = <$T/server.key
+auth_mechanisms = xoauth2 oauthbearer
+auth_failure_delay = 0
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 1
+mail_location = maildir:$T/mail/%d/%n
+hostname = mail.contoso.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = 1
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $d/oauth2.conf
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$T/mail/%d/%n
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $IMAPS_PORT
+    ssl = yes
+  }
+}
+service submission-login {
+  inet_listener submission {
+    port = $SUBMISSION_PORT
+  }
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+CONF
+	dovecot -c "$d/dovecot.conf" || { cat "$d/log" 2>/dev/null; return 1; }
+	wait_port "$IMAPS_PORT"
+	wait_port "$SUBMISSION_PORT"
+}
+
+# The sasl-oauth2 config; extra account blocks may be given as $1.
+write_config() {
+	mkdir -p "$T/etc"
+	( umask 077; printf '%s\n' "$SECRET" > "$T/etc/contoso.secret" )
+	CONF="$T/etc/sasl-oauth2.conf"
+	cat > "$CONF" <<CONF
+version = 1;
+defaults = {
+	authority = "https://127.0.0.1:$TOKEND_PORT";
+	ca_file = "$T/ca.pem";
+	cache_dir = "$T/cache";
+	refresh_margin = ${REFRESH_MARGIN:-600};
+	timeout = ${TIMEOUT:-5};
+	log_level = "${LOG_LEVEL:-debug}";
+};
+accounts = (
+	{ match = "*@contoso.com";
+	  tenant = "$TENANT";
+	  client_id = "$CLIENT";
+	  client_secret_file = "$T/etc/contoso.secret"; }${1:-}
+);
+CONF
+	chmod 600 "$CONF"
+	export SASL_OAUTH2_CONF="$CONF"
+	mkdir -p "$T/plugins"
+	ln -sf "$PLUGIN" "$T/plugins/libsasl-oauth2.so"
+	export SASL_PATH="$T/plugins:$SYSPLUGINS"
+}
+
+# Everything a test needs, in one call.
+testbed() {
+	make_ca
+	start_tokend
+	start_dovecot
+	write_config "$@"
+}
+
+# imtest_login USER MECH: log in over IMAPS; output in $T/imtest.out.
+imtest_login() {
+	printf '. LOGOUT\r\n' > "$T/logout"
+	# shellcheck disable=SC2086
+	timeout 30 $VALGRIND "$IMTEST" -s -p "$IMAPS_PORT" -m "$2" -a "$1" \
+		-f "$T/logout" 127.0.0.1 > "$T/imtest.out" 2>&1 </dev/null
+}
+imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "$T/imtest.out"; }
