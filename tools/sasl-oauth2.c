@@ -1,0 +1,1360 @@
+/*
+ * sasl-oauth2: the administrator's side of the plugin. Checks the
+ * configuration, prints tokens for programs that take a token command,
+ * tests a whole login step by step and explains each failure, prints
+ * certificate thumbprints, and lists or clears the token cache. It links
+ * the same core as the plugin, so it reads the same file, uses the same
+ * cache and the same lock, and sends the same requests.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libconfig.h>
+
+#include "cache.h"
+#include "conf.h"
+#include "error.h"
+#include "jwt.h"
+#include "secret.h"
+#include "token.h"
+#include "wire.h"
+
+#ifndef OA2_VERSION
+#define OA2_VERSION	PACKAGE_VERSION
+#endif
+
+#define DEFAULT_IMAP	"outlook.office365.com:993"
+#define DEFAULT_SMTP	"smtp.office365.com:587"
+#define LOGIN_TIMEOUT	30L
+#define ROLE_IMAP	"IMAP.AccessAsApp"
+#define ROLE_SMTP	"SMTP.SendAsApp"
+#define EXPIRY_WARNING	(30 * 86400)
+
+static const char *progname = "sasl-oauth2";
+
+/* Options of all subcommands, set by getopt. */
+struct opts {
+	const char	*config;	/* -c */
+	int		verbose;	/* -v, repeatable */
+	int		json;		/* token --json */
+	const char	*imap;		/* test --imap; "" = the default */
+	const char	*smtp;		/* test --smtp */
+	const char	*ca_file;	/* test --ca-file: the mail server's CA */
+	int		no_login;	/* test --no-login */
+	int		no_cache;	/* test --no-cache */
+};
+
+/* ---- messages -------------------------------------------------------- */
+
+static void __attribute__((format(printf, 1, 2)))
+warnx_(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void
+log_stderr(void *ctx, int level, const char *msg)
+{
+	static const char *const names[] = {
+		"error", "warning", "info", "debug"
+	};
+
+	fprintf(stderr, "%s: %s: %s\n", progname,
+	    level >= 0 && level <= 3 ? names[level] : "log", msg);
+}
+
+static void
+usage_line(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s [-v] [-c FILE] check-config\n"
+	    "       %s [-v] [-c FILE] token [--json] USER\n"
+	    "       %s [-v] [-c FILE] test USER [--imap [HOST[:PORT]]] "
+	    "[--smtp [HOST[:PORT]]]\n"
+	    "                  [--ca-file FILE] [--no-login] [--no-cache]\n"
+	    "       %s thumbprint CERT\n"
+	    "       %s [-v] [-c FILE] cache list|clear [USER]\n"
+	    "       %s --help | --version\n",
+	    progname, progname, progname, progname, progname, progname);
+}
+
+static int
+usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		fprintf(stderr, "%s: ", progname);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, " (see %s --help)\n", progname);
+	} else
+		usage_line(stderr);
+	return EX_USAGE;
+}
+
+static int
+help(void)
+{
+	usage_line(stdout);
+	printf("\n"
+	    "Commands:\n"
+	    "  check-config       validate every account; one verdict line "
+	    "each\n"
+	    "  token USER         print the access token for USER's account "
+	    "(cached)\n"
+	    "  test USER          config, credential, token and claims, then "
+	    "a real\n"
+	    "                     IMAP (default %s) and/or SMTP\n"
+	    "                     (default %s) login, explaining failures\n"
+	    "  thumbprint CERT    SHA-1 thumbprint as Azure shows it, x5t, "
+	    "x5t#S256\n"
+	    "  cache list [USER]  cached tokens: account and expiry, never "
+	    "the token\n"
+	    "  cache clear [USER] drop cached tokens\n"
+	    "\n"
+	    "Options:\n"
+	    "  -c, --config FILE  configuration (default: $SASL_OAUTH2_CONF "
+	    "or %s)\n"
+	    "  -v, --verbose      more log output on stderr (twice: debug)\n"
+	    "  --json             token: print token, expiry and account as "
+	    "JSON\n"
+	    "  --imap [HOST[:PORT]], --smtp [HOST[:PORT]]\n"
+	    "                     test: log in there; imaps://, imap:// "
+	    "(STARTTLS),\n"
+	    "                     smtp:// (STARTTLS) and smtps:// select the "
+	    "mode\n"
+	    "  --ca-file FILE     test: CA bundle for the mail server's "
+	    "certificate\n"
+	    "  --no-login         test: stop after the token\n"
+	    "  --no-cache         test: ask the token endpoint, bypassing the "
+	    "cache\n"
+	    "  -h, --help         this text;  -V, --version  the version\n"
+	    "\nSee sasl-oauth2(1) and sasl-oauth2.conf(5).\n",
+	    DEFAULT_IMAP, DEFAULT_SMTP, OA2_DEFAULT_CONF);
+	return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
+}
+
+/* The sysexits code for a core error code. */
+static int
+exit_code(int code)
+{
+	switch (code) {
+	case OA2_OK:			return EX_OK;
+	case OA2_ERR_CONFIG:		return EX_CONFIG;
+	case OA2_ERR_CREDENTIAL:	return EX_CONFIG;
+	case OA2_ERR_NOACCOUNT:		return EX_NOUSER;
+	case OA2_ERR_NETWORK:		return EX_TEMPFAIL;
+	case OA2_ERR_TRANSIENT:		return EX_TEMPFAIL;
+	case OA2_ERR_RESPONSE:		return EX_UNAVAILABLE;
+	case OA2_ERR_DENIED:		return EX_NOPERM;
+	case OA2_ERR_REJECTED:		return EX_NOPERM;
+	case OA2_ERR_CACHE:		return EX_CANTCREAT;
+	case OA2_ERR_NOMEM:		return EX_OSERR;
+	default:			return EX_SOFTWARE;
+	}
+}
+
+static const char *
+fmt_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (t <= 0 || localtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+		snprintf(buf, len, "unknown");
+	return buf;
+}
+
+static const char *
+fmt_duration(long s, char *buf, size_t len)
+{
+	if (s < 0)
+		snprintf(buf, len, "expired");
+	else if (s < 120)
+		snprintf(buf, len, "in %ld s", s);
+	else if (s < 2 * 3600)
+		snprintf(buf, len, "in %ld min", s / 60);
+	else if (s < 2 * 86400)
+		snprintf(buf, len, "in %ld h", s / 3600);
+	else
+		snprintf(buf, len, "in %ld days", s / 86400);
+	return buf;
+}
+
+/* One step of `test`: "OK    what: text" and so on. */
+static void __attribute__((format(printf, 2, 3)))
+step(const char *verdict, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%-5s ", verdict);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* The indented "likely cause / fix" lines under a FAIL or WARN. */
+static void
+advise(const char *cause, const char *fix)
+{
+	if (cause != NULL)
+		printf("      likely cause: %s\n", cause);
+	if (fix != NULL)
+		printf("      fix: %s\n", fix);
+	fflush(stdout);
+}
+
+/* ---- loading --------------------------------------------------------- */
+
+static const char *
+config_path(const struct opts *o)
+{
+	return oa2_config_path(o->config);
+}
+
+static int
+load_config(const struct opts *o, const struct oa2_log *lg,
+    struct oa2_config **cfg, struct oa2_error *err)
+{
+	return oa2_config_load(config_path(o), lg, cfg, err);
+}
+
+/* ---- check-config ---------------------------------------------------- */
+
+/*
+ * Which credential key account i uses, read again with libconfig (the
+ * loaded struct keeps the secret, not where it came from). Inline
+ * secrets in the parsed tree are wiped before it is destroyed.
+ */
+static void
+credential_keys(const char *path, size_t n, const char **kind,
+    const char **file)
+{
+	static const char *const keys[] = {
+		"client_secret_file", "client_secret", "certificate",
+		"pkcs12", NULL
+	};
+	config_t lc;
+	config_setting_t *list, *g, *s;
+	size_t i;
+	int k;
+
+	for (i = 0; i < n; i++) {
+		kind[i] = NULL;
+		file[i] = NULL;
+	}
+	config_init(&lc);
+	if (!config_read_file(&lc, path)) {
+		config_destroy(&lc);
+		return;
+	}
+	list = config_lookup(&lc, "accounts");
+	for (i = 0; list != NULL && i < n; i++) {
+		if ((g = config_setting_get_elem(list, (unsigned)i)) == NULL)
+			break;
+		for (k = 0; keys[k] != NULL; k++) {
+			if ((s = config_setting_get_member(g, keys[k])) == NULL ||
+			    config_setting_type(s) != CONFIG_TYPE_STRING)
+				continue;
+			kind[i] = keys[k];
+			if (k != 1)
+				file[i] = strdup(config_setting_get_string(s));
+			break;
+		}
+		if ((s = config_setting_get_member(g, "client_secret")) !=
+		    NULL && config_setting_type(s) == CONFIG_TYPE_STRING) {
+			const char *v = config_setting_get_string(s);
+
+			if (v != NULL)
+				oa2_wipe((char *)v, strlen(v));
+		}
+	}
+	config_destroy(&lc);
+}
+
+/* A cache directory the plugin would refuse: say so (a warning). */
+static const char *
+cache_dir_problem(const char *dir, char *buf, size_t len)
+{
+	struct stat st;
+
+	if (dir == NULL)
+		return NULL;
+	if (lstat(dir, &st) == -1) {
+		if (errno == ENOENT)
+			return NULL;	/* created 0700 on first use */
+		snprintf(buf, len, "cache_dir %s: %s", dir, strerror(errno));
+		return buf;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(buf, len, "cache_dir %s is not a directory", dir);
+		return buf;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(buf, len, "cache_dir %s is accessible by group or "
+		    "others (mode %04o): the plugin keeps tokens in memory "
+		    "only; run chmod 700 %s", dir,
+		    (unsigned)(st.st_mode & 07777), dir);
+		return buf;
+	}
+	return NULL;
+}
+
+static int
+cmd_check_config(const struct opts *o, const struct oa2_log *lg)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_error err;
+	const char **kind = NULL, **file = NULL;
+	char t[64], d[32], why[512];
+	const char *problem;
+	time_t now = time(NULL);
+	size_t i;
+	int r;
+
+	oa2_clearerr(&err);
+	if ((r = load_config(o, lg, &cfg, &err)) != 0) {
+		warnx_("%s", err.msg);
+		return exit_code(r) == EX_OSERR ? EX_OSERR : EX_CONFIG;
+	}
+	if ((kind = calloc(cfg->naccounts, sizeof(*kind))) == NULL ||
+	    (file = calloc(cfg->naccounts, sizeof(*file))) == NULL) {
+		free(kind);
+		oa2_config_free(&cfg);
+		warnx_("out of memory");
+		return EX_OSERR;
+	}
+	credential_keys(cfg->path, cfg->naccounts, kind, file);
+	for (i = 0; i < cfg->naccounts; i++) {
+		struct oa2_account *a = &cfg->accounts[i];
+		const char *verdict = "OK";
+
+		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
+		if (a->cred == OA2_CRED_CERT &&
+		    oa2_cert_not_after(a->cert) - now < EXPIRY_WARNING)
+			verdict = "WARN";
+		if (problem != NULL)
+			verdict = "WARN";
+		printf("%-4s  %s  tenant %s  client %s  ", verdict, a->match,
+		    a->tenant, a->client_id);
+		if (a->cred == OA2_CRED_SECRET) {
+			if (kind[i] != NULL &&
+			    strcmp(kind[i], "client_secret_file") == 0 &&
+			    file[i] != NULL)
+				printf("secret file %s", file[i]);
+			else
+				printf("inline client_secret");
+		} else {
+			printf("certificate %s thumbprint %s %s expires %s (%s)",
+			    file[i] != NULL ? file[i] : "?",
+			    oa2_cert_sha1_hex(a->cert),
+			    a->assertion_alg == OA2_ALG_RS256 ? "RS256" :
+			    "PS256", fmt_time(oa2_cert_not_after(a->cert), t,
+			    sizeof(t)), fmt_duration((long)(oa2_cert_not_after(
+			    a->cert) - now), d, sizeof(d)));
+		}
+		printf("  token_url %s\n", a->token_url);
+		if (problem != NULL)
+			printf("      %s\n", problem);
+		if (a->cred == OA2_CRED_CERT &&
+		    oa2_cert_not_after(a->cert) - now < EXPIRY_WARNING)
+			printf("      the certificate expires soon: make a new "
+			    "one and upload it to the app registration\n");
+	}
+	for (i = 0; i < cfg->naccounts; i++)
+		free((char *)file[i]);
+	free(kind);
+	free(file);
+	oa2_config_free(&cfg);
+	return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
+}
+
+/* ---- token ----------------------------------------------------------- */
+
+static const char *
+from_name(int from)
+{
+	switch (from) {
+	case OA2_FROM_MEMORY:	return "memory";
+	case OA2_FROM_DISK:	return "cache";
+	case OA2_FROM_SERVER:	return "endpoint";
+	default:		return "unknown";
+	}
+}
+
+static int
+cmd_token(const struct opts *o, const struct oa2_log *lg, const char *user)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *acct;
+	struct oa2_token tok = { NULL, 0 };
+	struct oa2_error err;
+	json_t *root = NULL;
+	char *text = NULL;
+	int r, from = 0, ex;
+
+	oa2_clearerr(&err);
+	if ((r = load_config(o, lg, &cfg, &err)) != 0) {
+		warnx_("%s", err.msg);
+		return exit_code(r) == EX_OSERR ? EX_OSERR : EX_CONFIG;
+	}
+	if ((acct = oa2_config_match(cfg, user)) == NULL) {
+		warnx_("no account in %s matches mailbox %s", cfg->path, user);
+		oa2_config_free(&cfg);
+		return EX_NOUSER;
+	}
+	if ((r = oa2_token_get(acct, lg, &tok, &from, &err)) != 0) {
+		warnx_("%s", err.msg);
+		oa2_config_free(&cfg);
+		return exit_code(r);
+	}
+	if (o->json) {
+		root = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s}",
+		    "access_token", tok.access_token,
+		    "expires_at", (json_int_t)tok.expires_at,
+		    "expires_in", (json_int_t)(tok.expires_at - time(NULL)),
+		    "account", acct->match, "mailbox", user,
+		    "from", from_name(from));
+		if (root == NULL ||
+		    (text = json_dumps(root, JSON_INDENT(2))) == NULL) {
+			warnx_("out of memory");
+			ex = EX_OSERR;
+			goto out;
+		}
+		fputs(text, stdout);
+		putchar('\n');
+	} else
+		printf("%s\n", tok.access_token);
+	ex = EX_OK;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		warnx_("cannot write the token to standard output: %s",
+		    strerror(errno));
+		ex = EX_IOERR;
+	}
+ out:
+	if (text != NULL)
+		oa2_freezero(text, strlen(text));
+	if (root != NULL) {
+		json_t *v = json_object_get(root, "access_token");
+
+		if (json_is_string(v))
+			oa2_wipe((char *)json_string_value(v),
+			    json_string_length(v));
+		json_decref(root);
+	}
+	oa2_token_clear(&tok);
+	oa2_config_free(&cfg);
+	return ex;
+}
+
+/* ---- thumbprint ------------------------------------------------------ */
+
+static int
+cmd_thumbprint(const char *path)
+{
+	struct oa2_error err;
+	char sha1[41], x5t[28], x5t256[44];
+	int r;
+
+	oa2_clearerr(&err);
+	if ((r = oa2_cert_file_thumbprints(path, sha1, x5t, x5t256,
+	    &err)) != 0) {
+		warnx_("%s", err.msg);
+		if (r == OA2_ERR_NOMEM)
+			return EX_OSERR;
+		return access(path, R_OK) == 0 ? EX_DATAERR : EX_NOINPUT;
+	}
+	printf("thumbprint  %s\n", sha1);
+	printf("x5t         %s\n", x5t);
+	printf("x5t#S256    %s\n", x5t256);
+	return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
+}
+
+/* ---- cache ----------------------------------------------------------- */
+
+static int
+cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
+    const char *user)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *only = NULL;
+	struct oa2_error err;
+	char t[64], d[32], *path, *lock;
+	time_t exp, now = time(NULL);
+	size_t i, n;
+	int r, ex = EX_OK;
+
+	oa2_clearerr(&err);
+	if ((r = load_config(o, lg, &cfg, &err)) != 0) {
+		warnx_("%s", err.msg);
+		return exit_code(r) == EX_OSERR ? EX_OSERR : EX_CONFIG;
+	}
+	if (user != NULL && (only = oa2_config_match(cfg, user)) == NULL) {
+		warnx_("no account in %s matches mailbox %s", cfg->path, user);
+		oa2_config_free(&cfg);
+		return EX_NOUSER;
+	}
+	for (i = 0; i < cfg->naccounts; i++) {
+		struct oa2_account *a = &cfg->accounts[i];
+
+		if (only != NULL && a != only)
+			continue;
+		if ((path = oa2_cache_file(a)) == NULL) {
+			printf("%-24s  memory only (cache_dir = \"\")\n",
+			    a->match);
+			continue;
+		}
+		if (strcmp(verb, "list") == 0) {
+			if (oa2_cache_peek(a, &exp, &err) == 0)
+				printf("%-24s  expires %s (%s)  %s\n", a->match,
+				    fmt_time(exp, t, sizeof(t)),
+				    fmt_duration((long)(exp - now), d,
+				    sizeof(d)), path);
+			else if (access(path, F_OK) == -1)
+				printf("%-24s  no cached token  %s\n",
+				    a->match, path);
+			else {
+				printf("%-24s  unreadable: %s\n", a->match,
+				    err.msg);
+				ex = EX_NOPERM;
+			}
+			free(path);
+			continue;
+		}
+		/* clear: the token file and the lock beside it */
+		n = strlen(path);
+		if (n > 5 && strcmp(path + n - 5, ".json") == 0 &&
+		    asprintf(&lock, "%.*s.lock", (int)(n - 5), path) != -1) {
+			if (unlink(lock) == -1 && errno != ENOENT)
+				warnx_("cannot remove %s: %s", lock,
+				    strerror(errno));
+			free(lock);
+		}
+		if (unlink(path) == 0)
+			printf("%-24s  removed %s\n", a->match, path);
+		else if (errno == ENOENT)
+			printf("%-24s  no cached token\n", a->match);
+		else {
+			warnx_("cannot remove %s: %s", path, strerror(errno));
+			ex = EX_NOPERM;
+		}
+		free(path);
+	}
+	oa2_config_free(&cfg);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return EX_IOERR;
+	return ex;
+}
+
+/* ---- test: claims ---------------------------------------------------- */
+
+struct claims {
+	int	jwt;		/* the token is a decodable JWT */
+	int	has_roles;
+	int	role_imap;
+	int	role_smtp;
+	char	tid[80];
+	char	appid[80];
+};
+
+static void
+claim_str(json_t *root, const char *name, const char *alt, char *dst,
+    size_t len)
+{
+	json_t *v = json_object_get(root, name);
+
+	if (!json_is_string(v) && alt != NULL)
+		v = json_object_get(root, alt);
+	if (json_is_string(v))
+		oa2_sanitize(dst, len, json_string_value(v),
+		    json_string_length(v), len - 4);
+	else
+		snprintf(dst, len, "(none)");
+}
+
+/* Decode the token's payload (not its signature) and show the claims. */
+static void
+show_claims(const char *token, struct claims *c)
+{
+	const char *dot1, *dot2;
+	unsigned char *payload = NULL;
+	size_t plen = 0, i;
+	json_t *root, *roles, *v;
+	char aud[200], buf[120], t[64], d[32];
+	time_t exp;
+
+	memset(c, 0, sizeof(*c));
+	if ((dot1 = strchr(token, '.')) == NULL ||
+	    (dot2 = strchr(dot1 + 1, '.')) == NULL ||
+	    oa2_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload,
+	    &plen) != 0 ||
+	    (root = json_loadb((char *)payload, plen, 0, NULL)) == NULL) {
+		if (payload != NULL)
+			oa2_freezero(payload, plen);
+		printf("      the token is not a JWT: its claims cannot be "
+		    "shown (this is not an error)\n");
+		return;
+	}
+	oa2_freezero(payload, plen);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		printf("      the token is not a JWT: its claims cannot be "
+		    "shown (this is not an error)\n");
+		return;
+	}
+	c->jwt = 1;
+	claim_str(root, "aud", NULL, aud, sizeof(aud));
+	claim_str(root, "tid", NULL, c->tid, sizeof(c->tid));
+	claim_str(root, "appid", "azp", c->appid, sizeof(c->appid));
+	printf("      audience  %s\n", aud);
+	printf("      tenant    %s\n", c->tid);
+	printf("      app id    %s\n", c->appid);
+	roles = json_object_get(root, "roles");
+	printf("      roles    ");
+	if (json_is_array(roles) && json_array_size(roles) > 0) {
+		c->has_roles = 1;
+		json_array_foreach(roles, i, v) {
+			if (!json_is_string(v))
+				continue;
+			oa2_sanitize(buf, sizeof(buf), json_string_value(v),
+			    json_string_length(v), 100);
+			printf(" %s", buf);
+			if (strcmp(json_string_value(v), ROLE_IMAP) == 0)
+				c->role_imap = 1;
+			if (strcmp(json_string_value(v), ROLE_SMTP) == 0)
+				c->role_smtp = 1;
+		}
+		putchar('\n');
+	} else
+		printf(" (none)\n");
+	v = json_object_get(root, "exp");
+	if (json_is_integer(v)) {
+		exp = (time_t)json_integer_value(v);
+		printf("      expires   %s (%s)\n", fmt_time(exp, t, sizeof(t)),
+		    fmt_duration((long)(exp - time(NULL)), d, sizeof(d)));
+	} else
+		printf("      expires   (no exp claim)\n");
+	json_decref(root);
+	fflush(stdout);
+}
+
+/* ---- test: what a token error means ---------------------------------- */
+
+static long
+aadsts_code(const char *msg)
+{
+	const char *p = strstr(msg, "AADSTS");
+
+	if (p == NULL || !isdigit((unsigned char)p[6]))
+		return 0;
+	return strtol(p + 6, NULL, 10);
+}
+
+static void
+advise_token(const struct oa2_account *a, const struct oa2_error *err)
+{
+	long code = aadsts_code(err->msg);
+	char cause[512], fix[512];
+
+	switch (code) {
+	case 7000215:
+		advise("the client secret is wrong (often the secret's ID was "
+		    "copied instead of its Value)", "in the app registration, "
+		    "Certificates & secrets, create a new client secret and "
+		    "put its Value in client_secret_file");
+		return;
+	case 7000222:
+		advise("the client secret has expired", "create a new client "
+		    "secret in the app registration (Certificates & secrets) "
+		    "and put its Value in client_secret_file");
+		return;
+	case 700016:
+		snprintf(cause, sizeof(cause), "no application %s in tenant "
+		    "%s: the client_id is wrong, or the app is registered in "
+		    "another tenant", a->client_id, a->tenant);
+		advise(cause, "copy the Application (client) ID and the "
+		    "Directory (tenant) ID from the app registration's "
+		    "Overview page into client_id and tenant");
+		return;
+	case 90002:
+		snprintf(cause, sizeof(cause), "tenant %s does not exist (at "
+		    "%s)", a->tenant, a->authority);
+		advise(cause, "set tenant to the Directory (tenant) ID or the "
+		    "tenant's .onmicrosoft.com domain; for US Government or "
+		    "China clouds set authority");
+		return;
+	case 700027:
+	case 700030:
+		advise("Azure does not know this certificate's thumbprint for "
+		    "the application, or the signature does not verify",
+		    "upload the certificate to the app registration "
+		    "(Certificates & secrets) and compare its thumbprint with "
+		    "`sasl-oauth2 thumbprint CERT`");
+		return;
+	case 700024:
+		advise("the clock of this host is wrong: the assertion is not "
+		    "within its valid time range", "synchronise the clock "
+		    "(chrony, systemd-timesyncd or ntpd) and check the time "
+		    "zone");
+		return;
+	case 7000218:
+		advise("no credential was sent", "set client_secret_file or "
+		    "certificate and private_key for the account");
+		return;
+	case 7000112:
+		advise("the application is disabled", "enable the enterprise "
+		    "application (Properties, Enabled for users to sign in)");
+		return;
+	case 70011:
+	case 1002012:
+	case 700023:
+		advise("the scope is not valid for an app-only token",
+		    "set scope = \"https://outlook.office365.com/.default\"");
+		return;
+	case 500011:
+		advise("Exchange Online is not available in this tenant",
+		    "check that the tenant has Exchange Online licences, and "
+		    "the scope");
+		return;
+	case 9001023:
+		advise("the tenant names a shared endpoint (common, "
+		    "organizations)", "set tenant to the Directory (tenant) "
+		    "ID");
+		return;
+	case 90024:
+	case 90055:
+		advise("Entra is busy or throttling this tenant",
+		    "try again in a few minutes");
+		return;
+	default:
+		break;
+	}
+	switch (err->code) {
+	case OA2_ERR_NETWORK:
+		snprintf(fix, sizeof(fix), "check that this host can reach "
+		    "%s (DNS, firewall, proxy) and that ca_file holds its CA",
+		    a->token_url);
+		advise("the token endpoint cannot be reached", fix);
+		break;
+	case OA2_ERR_TRANSIENT:
+		advise("the token endpoint is temporarily unavailable",
+		    "try again later");
+		break;
+	case OA2_ERR_RESPONSE:
+		advise("the authority does not answer like an Entra token "
+		    "endpoint", "check authority and tenant");
+		break;
+	case OA2_ERR_CREDENTIAL:
+		advise("the credential cannot be used",
+		    "see the sentence above; check the files and run "
+		    "`sasl-oauth2 check-config`");
+		break;
+	case OA2_ERR_DENIED:
+		advise("Entra refused the credentials (see the AADSTS code "
+		    "above)", "check client_id, tenant and the credential "
+		    "in the app registration");
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- test: a real login ---------------------------------------------- */
+
+struct transcript {
+	char	last[256];	/* the server's last line, sanitised */
+	char	challenge[160];	/* a decoded error challenge */
+	int	offers_xoauth2;
+	int	smtp_auth_disabled;	/* Exchange's 5.7.139 */
+};
+
+static void
+remember_line(struct transcript *tr, const char *s, size_t len)
+{
+	char line[256];
+	unsigned char *dec = NULL;
+	char *b64;
+	size_t declen, i, off;
+
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+		len--;
+	oa2_sanitize(line, sizeof(line), s, len, 200);
+	if (strstr(line, "XOAUTH2") != NULL)
+		tr->offers_xoauth2 = 1;
+	if (strstr(line, "5.7.139") != NULL ||
+	    strstr(line, "SmtpClientAuthentication") != NULL)
+		tr->smtp_auth_disabled = 1;
+	/* "+ eyJ..." (IMAP) or "334 eyJ..." (SMTP): an error challenge */
+	off = strncmp(line, "+ ", 2) == 0 ? 2 :
+	    strncmp(line, "334 ", 4) == 0 ? 4 : 0;
+	if (off > 0 && strncmp(line + off, "eyJ", 3) == 0 &&
+	    (b64 = strdup(line + off)) != NULL) {
+		for (i = 0; b64[i] != '\0'; i++)
+			if (b64[i] == '+')
+				b64[i] = '-';
+			else if (b64[i] == '/')
+				b64[i] = '_';
+		if (oa2_b64url_decode(b64, strlen(b64), &dec, &declen) == 0) {
+			oa2_challenge_describe((char *)dec, declen,
+			    tr->challenge, sizeof(tr->challenge));
+			free(dec);
+		}
+		free(b64);
+		*tr->last = '\0';	/* only what follows the challenge */
+		return;
+	}
+	snprintf(tr->last, sizeof(tr->last), "%s", line);
+}
+
+/*
+ * libcurl's protocol trace: keep only what the server sends. What we
+ * send (HEADER_OUT) holds the token and is never looked at.
+ */
+static int
+debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *ctx)
+{
+	struct transcript *tr = ctx;
+	size_t i, start = 0;
+
+	if (type != CURLINFO_HEADER_IN)
+		return 0;
+	for (i = 0; i <= size; i++)
+		if (i == size || data[i] == '\n') {
+			if (i > start)
+				remember_line(tr, data + start, i - start);
+			start = i + 1;
+		}
+	return 0;
+}
+
+struct endpoint {
+	const char	*proto;		/* "IMAP" or "SMTP" */
+	char		host[256];
+	long		port;
+	int		implicit_tls;
+	char		url[320];
+};
+
+/* "[scheme://]HOST[:PORT]" or "" (the default) -> an endpoint. */
+static int
+parse_endpoint(const char *proto, const char *arg, struct endpoint *ep)
+{
+	const char *def = strcmp(proto, "IMAP") == 0 ? DEFAULT_IMAP :
+	    DEFAULT_SMTP;
+	const char *s = *arg != '\0' ? arg : def, *colon, *rb;
+	char *end;
+	int scheme = -1;	/* -1 none, 0 STARTTLS, 1 implicit TLS */
+	size_t hlen;
+
+	memset(ep, 0, sizeof(*ep));
+	ep->proto = proto;
+	if (strcmp(proto, "IMAP") == 0) {
+		if (strncasecmp(s, "imaps://", 8) == 0)
+			scheme = 1, s += 8;
+		else if (strncasecmp(s, "imap://", 7) == 0)
+			scheme = 0, s += 7;
+	} else {
+		if (strncasecmp(s, "smtps://", 8) == 0)
+			scheme = 1, s += 8;
+		else if (strncasecmp(s, "smtp://", 7) == 0)
+			scheme = 0, s += 7;
+	}
+	if (strstr(s, "://") != NULL)
+		return -1;
+	if (*s == '[') {	/* [IPv6]:port */
+		if ((rb = strchr(s, ']')) == NULL)
+			return -1;
+		hlen = (size_t)(rb - s + 1);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+		if (rb[1] != '\0' && colon == NULL)
+			return -1;
+	} else {
+		colon = strrchr(s, ':');
+		hlen = colon != NULL ? (size_t)(colon - s) : strlen(s);
+	}
+	if (hlen == 0 || hlen >= sizeof(ep->host) ||
+	    strcspn(s, "/ \t\r\n@?#") < hlen)
+		return -1;
+	memcpy(ep->host, s, hlen);
+	if (colon != NULL) {
+		errno = 0;
+		ep->port = strtol(colon + 1, &end, 10);
+		if (errno != 0 || end == colon + 1 || *end != '\0' ||
+		    ep->port < 1 || ep->port > 65535)
+			return -1;
+	}
+	if (strcmp(proto, "IMAP") == 0) {
+		if (scheme == -1)
+			scheme = ep->port != 143;
+		if (ep->port == 0)
+			ep->port = scheme ? 993 : 143;
+	} else {
+		if (scheme == -1)
+			scheme = ep->port == 465;
+		if (ep->port == 0)
+			ep->port = scheme ? 465 : 587;
+	}
+	ep->implicit_tls = scheme;
+	snprintf(ep->url, sizeof(ep->url), "%s%s://%s:%ld/",
+	    strcmp(proto, "IMAP") == 0 ? "imap" : "smtp",
+	    scheme ? "s" : "", ep->host, ep->port);
+	return 0;
+}
+
+static void
+advise_login(const struct endpoint *ep, CURLcode rc,
+    const struct transcript *tr, const struct claims *c)
+{
+	int smtp = strcmp(ep->proto, "SMTP") == 0;
+	const char *role = smtp ? ROLE_SMTP : ROLE_IMAP;
+	char cause[512], fix[512];
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(cause, sizeof(cause), "%s:%ld cannot be reached",
+		    ep->host, ep->port);
+		advise(cause, "check the host name and port, DNS and the "
+		    "firewall");
+		return;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CONNECT_ERROR:
+		advise("the server's TLS certificate cannot be verified, or "
+		    "TLS fails", "check the host name; for a private CA pass "
+		    "--ca-file FILE (verification is never switched off)");
+		return;
+	case CURLE_USE_SSL_FAILED:
+		advise("the server does not offer STARTTLS on this port",
+		    smtp ? "use port 587 (STARTTLS) or smtps://HOST:465" :
+		    "use port 993 (IMAPS) or a server that offers STARTTLS");
+		return;
+	case CURLE_LOGIN_DENIED:
+		break;
+	default:
+		advise("the connection failed before or during the login",
+		    "run again with -vv for libcurl's details");
+		return;
+	}
+	if (!tr->offers_xoauth2) {
+		advise("the server does not offer AUTH=XOAUTH2 (after TLS)",
+		    "point --imap/--smtp at a server with OAuth 2.0 login");
+		return;
+	}
+	if (smtp && tr->smtp_auth_disabled) {
+		advise("SMTP AUTH (client submission) is disabled for the "
+		    "tenant or the mailbox", "in Exchange Online PowerShell "
+		    "run Set-TransportConfig -SmtpClientAuthenticationDisabled "
+		    "$false, or Set-CASMailbox -Identity MAILBOX "
+		    "-SmtpClientAuthenticationDisabled $false");
+		return;
+	}
+	if (c->jwt && !(smtp ? c->role_smtp : c->role_imap)) {
+		snprintf(cause, sizeof(cause), "the token lacks the role %s",
+		    role);
+		snprintf(fix, sizeof(fix), "in the app registration add the "
+		    "application permission %s (Office 365 Exchange Online, "
+		    "under APIs my organization uses) and grant admin consent",
+		    role);
+		advise(cause, fix);
+		return;
+	}
+	snprintf(fix, sizeof(fix), "in Exchange Online PowerShell run "
+	    "New-ServicePrincipal -AppId %s -ObjectId <enterprise app object "
+	    "id>, then Add-MailboxPermission -Identity MAILBOX -User "
+	    "<service principal id> -AccessRights FullAccess",
+	    *c->appid != '\0' && strcmp(c->appid, "(none)") != 0 ?
+	    c->appid : "<client_id>");
+	advise("the token is valid but the server refused the login: the "
+	    "service principal is probably not registered in Exchange Online "
+	    "or has no permission on this mailbox", fix);
+}
+
+/* Log in with XOAUTH2; returns a sysexits code (EX_OK on success). */
+static int
+try_login(const struct endpoint *ep, const char *user, const char *token,
+    const struct opts *o, const struct claims *c)
+{
+	struct transcript tr;
+	char errbuf[CURL_ERROR_SIZE] = "", what[400];
+	CURLcode rc;
+	CURL *h;
+
+	memset(&tr, 0, sizeof(tr));
+	snprintf(what, sizeof(what), "%s login as %s at %s:%ld (%s)",
+	    ep->proto, user, ep->host, ep->port, ep->implicit_tls ?
+	    "implicit TLS" : "STARTTLS");
+	if ((h = curl_easy_init()) == NULL) {
+		step("FAIL", "%s: cannot start libcurl", what);
+		return EX_SOFTWARE;
+	}
+	if (curl_easy_setopt(h, CURLOPT_URL, ep->url) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR,
+	    "imap,imaps,smtp,smtps") != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+	    (o->ca_file != NULL &&
+	    curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file) != CURLE_OK) ||
+	    curl_easy_setopt(h, CURLOPT_USERNAME, user) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, token) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2") !=
+	    CURLE_OK ||
+	    /*
+	     * No SASL initial response for SMTP: a 1.5-3 KB token in the
+	     * AUTH line is refused by some servers (Dovecot: "Line too
+	     * long"); after the 334 it may be 8 KB. IMAP uses SASL-IR when
+	     * the server announces it (lines up to 8 KB there).
+	     */
+	    curl_easy_setopt(h, CURLOPT_SASL_IR, 0L) != CURLE_OK ||
+	    /* the protocol connect phase includes the login */
+	    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_TIMEOUT, LOGIN_TIMEOUT) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_DEBUGDATA, &tr) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_VERBOSE, 1L) != CURLE_OK) {
+		curl_easy_cleanup(h);
+		step("FAIL", "%s: this libcurl lacks IMAP/SMTP, TLS or "
+		    "XOAUTH2 support", what);
+		return EX_SOFTWARE;
+	}
+	rc = curl_easy_perform(h);
+	curl_easy_cleanup(h);
+	if (rc == CURLE_OK) {
+		step("OK", "%s", what);
+		return EX_OK;
+	}
+	step("FAIL", "%s: %s", what, *errbuf != '\0' ? errbuf :
+	    curl_easy_strerror(rc));
+	if (*tr.challenge != '\0')
+		printf("      server's error challenge: %s\n", tr.challenge);
+	if (*tr.last != '\0')
+		printf("      server: %s\n", tr.last);
+	advise_login(ep, rc, &tr, c);
+	if (rc == CURLE_LOGIN_DENIED)
+		return EX_NOPERM;
+	return EX_UNAVAILABLE;
+}
+
+/* ---- test ------------------------------------------------------------ */
+
+static int
+cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a;
+	struct oa2_token tok = { NULL, 0 };
+	struct oa2_error err;
+	struct endpoint eps[2];
+	struct claims c;
+	char t[64], d[32], fix[512];
+	int r, from = OA2_FROM_SERVER, ex = EX_OK, nep = 0, i, x;
+	const char *path = config_path(o);
+
+	/* Validate the endpoints before anything is asked from anyone. */
+	if (o->imap != NULL && parse_endpoint("IMAP", o->imap,
+	    &eps[nep++]) != 0)
+		return usage("--imap takes [imaps://|imap://]HOST[:PORT], not "
+		    "\"%s\"", o->imap);
+	if (o->smtp != NULL && parse_endpoint("SMTP", o->smtp,
+	    &eps[nep++]) != 0)
+		return usage("--smtp takes [smtp://|smtps://]HOST[:PORT], not "
+		    "\"%s\"", o->smtp);
+	if (nep == 0 && !o->no_login)
+		parse_endpoint("IMAP", "", &eps[nep++]);
+	if (o->no_login)
+		nep = 0;
+
+	/* 1. config and account match */
+	oa2_clearerr(&err);
+	if ((r = oa2_config_load(path, lg, &cfg, &err)) != 0) {
+		if (r == OA2_ERR_CREDENTIAL) {
+			step("FAIL", "credential: %s", err.msg);
+			advise("a secret, key or certificate file is missing, "
+			    "unreadable, not private (mode 0600) or does not "
+			    "match", "fix the file named above; `sasl-oauth2 "
+			    "check-config` checks every account");
+		} else {
+			step("FAIL", "config: %s", err.msg);
+			advise(NULL, "correct the file at the line named above");
+		}
+		return r == OA2_ERR_NOMEM ? EX_OSERR : EX_CONFIG;
+	}
+	if ((a = oa2_config_match(cfg, user)) == NULL) {
+		step("FAIL", "config %s: no account matches mailbox %s",
+		    cfg->path, user);
+		snprintf(fix, sizeof(fix), "add an account with match = "
+		    "\"%s\", \"*@%s\" or \"*\"", user, strchr(user, '@') !=
+		    NULL ? strchr(user, '@') + 1 : "domain");
+		advise(NULL, fix);
+		oa2_config_free(&cfg);
+		return EX_NOUSER;
+	}
+	step("OK", "config %s: account \"%s\" (line %d) matches %s",
+	    cfg->path, a->match, a->line, user);
+
+	/* 2. the credential (loaded and checked with the config) */
+	if (a->cred == OA2_CRED_SECRET)
+		step("OK", "credential: client secret for client %s, tenant %s",
+		    a->client_id, a->tenant);
+	else
+		step("OK", "credential: certificate %s, thumbprint %s, "
+		    "expires %s (%s), %s assertion", oa2_cert_subject(a->cert),
+		    oa2_cert_sha1_hex(a->cert),
+		    fmt_time(oa2_cert_not_after(a->cert), t, sizeof(t)),
+		    fmt_duration((long)(oa2_cert_not_after(a->cert) -
+		    time(NULL)), d, sizeof(d)),
+		    a->assertion_alg == OA2_ALG_RS256 ? "RS256" : "PS256");
+
+	/* 3. the token, and what it says */
+	if (o->no_cache)
+		r = oa2_token_fetch(a, lg, time(NULL), &tok, &err);
+	else
+		r = oa2_token_get(a, lg, &tok, &from, &err);
+	if (r != 0) {
+		step("FAIL", "token from %s: %s", a->token_url, err.msg);
+		advise_token(a, &err);
+		oa2_config_free(&cfg);
+		return exit_code(r);
+	}
+	step("OK", "token: %s, %zu bytes, expires %s (%s)",
+	    from == OA2_FROM_SERVER ? "new from the token endpoint" :
+	    "from the cache", strlen(tok.access_token),
+	    fmt_time(tok.expires_at, t, sizeof(t)),
+	    fmt_duration((long)(tok.expires_at - time(NULL)), d, sizeof(d)));
+	show_claims(tok.access_token, &c);
+	if (c.jwt) {
+		for (i = 0; i < nep; i++) {
+			int smtp = strcmp(eps[i].proto, "SMTP") == 0;
+			const char *role = smtp ? ROLE_SMTP : ROLE_IMAP;
+
+			if (smtp ? c.role_smtp : c.role_imap)
+				continue;
+			step("WARN", "roles: the token lacks %s, which %s "
+			    "needs", role, eps[i].proto);
+			snprintf(fix, sizeof(fix), "in the app registration, "
+			    "API permissions, add the application permission "
+			    "%s of Office 365 Exchange Online and grant admin "
+			    "consent", role);
+			advise(c.has_roles ? NULL : "no application permission "
+			    "has been granted (no roles claim)", fix);
+		}
+		if (strcasecmp(c.appid, a->client_id) != 0 &&
+		    strcmp(c.appid, "(none)") != 0)
+			step("WARN", "the token's app id %s is not client_id "
+			    "%s", c.appid, a->client_id);
+	}
+
+	/* 4. real logins */
+	for (i = 0; i < nep; i++) {
+		x = try_login(&eps[i], user, tok.access_token, o, &c);
+		if (x != EX_OK && ex == EX_OK)
+			ex = x;
+	}
+	/* As the plugin does: a refused token is not offered again. */
+	if (ex == EX_NOPERM)
+		oa2_token_forget(a, lg, tok.access_token);
+	oa2_token_clear(&tok);
+	oa2_config_free(&cfg);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return EX_IOERR;
+	return ex;
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+enum {
+	OPT_JSON = 256, OPT_IMAP, OPT_SMTP, OPT_CA_FILE, OPT_NO_LOGIN,
+	OPT_NO_CACHE
+};
+
+/*
+ * "--imap HOST" as well as "--imap=HOST" and a bare "--imap": getopt's
+ * optional arguments need the "=", so glue a following word that is
+ * not an option and not a mailbox (no '@') to the option.
+ */
+static char **
+glue_optional(int argc, char **argv)
+{
+	char **nv;
+	int i, j;
+
+	if ((nv = calloc((size_t)argc + 1, sizeof(*nv))) == NULL)
+		return NULL;
+	for (i = 0, j = 0; i < argc; i++) {
+		if ((strcmp(argv[i], "--imap") == 0 ||
+		    strcmp(argv[i], "--smtp") == 0) && i + 1 < argc &&
+		    argv[i + 1][0] != '-' && strchr(argv[i + 1], '@') ==
+		    NULL && strcmp(argv[i + 1], "check-config") != 0) {
+			if (asprintf(&nv[j], "%s=%s", argv[i],
+			    argv[i + 1]) == -1)
+				return NULL;
+			i++;
+			j++;
+			continue;
+		}
+		nv[j++] = argv[i];
+	}
+	nv[j] = NULL;
+	return nv;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL, 'c' },
+		{ "verbose",	no_argument,		NULL, 'v' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ "json",	no_argument,		NULL, OPT_JSON },
+		{ "imap",	optional_argument,	NULL, OPT_IMAP },
+		{ "smtp",	optional_argument,	NULL, OPT_SMTP },
+		{ "ca-file",	required_argument,	NULL, OPT_CA_FILE },
+		{ "no-login",	no_argument,		NULL, OPT_NO_LOGIN },
+		{ "no-cache",	no_argument,		NULL, OPT_NO_CACHE },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o;
+	struct oa2_log lg = { log_stderr, NULL, OA2_LOG_WARNING };
+	const char *cmd, *slash;
+	char **av;
+	int ch, nargs, ex, ac = argc;
+
+	if (argc > 0 && argv[0] != NULL &&
+	    (slash = strrchr(argv[0], '/')) != NULL && slash[1] != '\0')
+		progname = slash + 1;
+	else if (argc > 0 && argv[0] != NULL && *argv[0] != '\0')
+		progname = argv[0];
+	memset(&o, 0, sizeof(o));
+	if ((av = glue_optional(argc, argv)) == NULL) {
+		warnx_("out of memory");
+		return EX_OSERR;
+	}
+	for (ac = 0; av[ac] != NULL; ac++)
+		;
+	opterr = 0;
+	while ((ch = getopt_long(ac, av, ":c:vhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o.config = optarg;
+			break;
+		case 'v':
+			o.verbose++;
+			break;
+		case 'h':
+			return help();
+		case 'V':
+			printf("sasl-oauth2 %s\n", OA2_VERSION);
+			return fflush(stdout) == 0 && !ferror(stdout) ?
+			    EX_OK : EX_IOERR;
+		case OPT_JSON:
+			o.json = 1;
+			break;
+		case OPT_IMAP:
+			o.imap = optarg != NULL ? optarg : "";
+			break;
+		case OPT_SMTP:
+			o.smtp = optarg != NULL ? optarg : "";
+			break;
+		case OPT_CA_FILE:
+			o.ca_file = optarg;
+			break;
+		case OPT_NO_LOGIN:
+			o.no_login = 1;
+			break;
+		case OPT_NO_CACHE:
+			o.no_cache = 1;
+			break;
+		case ':':
+			return usage("option %s needs an argument",
+			    av[optind - 1]);
+		default:
+			if (optopt != 0 && optopt < 256)
+				return usage("unknown option -%c", optopt);
+			return usage("unknown option %s", av[optind - 1]);
+		}
+	}
+	if (optind >= ac)
+		return usage("no command given");
+	cmd = av[optind++];
+	nargs = ac - optind;
+
+	/* Options that only some commands take. */
+	if (o.json && strcmp(cmd, "token") != 0)
+		return usage("--json goes with token");
+	if ((o.imap != NULL || o.smtp != NULL || o.ca_file != NULL ||
+	    o.no_login || o.no_cache) && strcmp(cmd, "test") != 0)
+		return usage("--imap, --smtp, --ca-file, --no-login and "
+		    "--no-cache go with test");
+	if (o.ca_file != NULL && access(o.ca_file, R_OK) == -1) {
+		warnx_("cannot read --ca-file %s: %s", o.ca_file,
+		    strerror(errno));
+		return EX_NOINPUT;
+	}
+
+	if (strcmp(cmd, "test") == 0)
+		lg.level = OA2_LOG_INFO;
+	lg.level += o.verbose;
+	if (lg.level > OA2_LOG_DEBUG)
+		lg.level = OA2_LOG_DEBUG;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		warnx_("cannot initialise libcurl");
+		return EX_SOFTWARE;
+	}
+	if (strcmp(cmd, "check-config") == 0) {
+		if (nargs != 0)
+			return usage("check-config takes no arguments");
+		ex = cmd_check_config(&o, &lg);
+	} else if (strcmp(cmd, "token") == 0) {
+		if (nargs != 1)
+			return usage("token takes one mailbox");
+		ex = cmd_token(&o, &lg, av[optind]);
+	} else if (strcmp(cmd, "test") == 0) {
+		if (nargs != 1)
+			return usage("test takes one mailbox");
+		ex = cmd_test(&o, &lg, av[optind]);
+	} else if (strcmp(cmd, "thumbprint") == 0) {
+		if (nargs != 1)
+			return usage("thumbprint takes one certificate file");
+		ex = cmd_thumbprint(av[optind]);
+	} else if (strcmp(cmd, "cache") == 0) {
+		if (nargs < 1 || nargs > 2 || (strcmp(av[optind], "list") != 0 &&
+		    strcmp(av[optind], "clear") != 0))
+			return usage("cache takes list or clear, and "
+			    "optionally a mailbox");
+		ex = cmd_cache(&o, &lg, av[optind], nargs == 2 ?
+		    av[optind + 1] : NULL);
+	} else
+		return usage("unknown command \"%s\"", cmd);
+	curl_global_cleanup();
+	return ex;
+}
