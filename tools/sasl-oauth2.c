@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -325,8 +326,9 @@ cache_dir_problem(const char *dir, char *buf, size_t len)
 }
 
 static int
-cmd_check_config(const struct opts *o, const struct oa2_log *lg)
+cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 {
+	struct oa2_log quiet = *lg_, *lg = &quiet;
 	struct oa2_config *cfg = NULL;
 	struct oa2_error err;
 	const char **kind = NULL, **file = NULL;
@@ -336,6 +338,9 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg)
 	size_t i;
 	int r;
 
+	/* The verdict lines carry the warnings (expiry) unless -v. */
+	if (o->verbose == 0)
+		quiet.level = OA2_LOG_ERROR;
 	oa2_clearerr(&err);
 	if ((r = load_config(o, lg, &cfg, &err)) != 0) {
 		warnx_("%s", err.msg);
@@ -496,6 +501,59 @@ cmd_thumbprint(const char *path)
 
 /* ---- cache ----------------------------------------------------------- */
 
+/* "0123...ef.json" or ".lock": a file the token cache made. */
+static int
+is_cache_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < 32; i++)
+		if (!isxdigit((unsigned char)name[i]) ||
+		    isupper((unsigned char)name[i]))
+			return 0;
+	return strcmp(name + 32, ".json") == 0 ||
+	    strcmp(name + 32, ".lock") == 0;
+}
+
+/*
+ * `cache clear` without a mailbox: also the files of credentials no
+ * longer in the config (an old secret, a removed account).
+ */
+static void
+clear_stale(const struct oa2_config *cfg)
+{
+	struct dirent *de;
+	size_t i, j, n;
+	char *path;
+	DIR *dir;
+
+	for (i = 0; i < cfg->naccounts; i++) {
+		const char *d = cfg->accounts[i].cache_dir;
+
+		if (d == NULL)
+			continue;
+		for (j = 0; j < i; j++)
+			if (cfg->accounts[j].cache_dir != NULL &&
+			    strcmp(cfg->accounts[j].cache_dir, d) == 0)
+				break;
+		if (j < i || (dir = opendir(d)) == NULL)
+			continue;
+		n = 0;
+		while ((de = readdir(dir)) != NULL) {
+			if (!is_cache_name(de->d_name) ||
+			    asprintf(&path, "%s/%s", d, de->d_name) == -1)
+				continue;
+			if (unlink(path) == 0)
+				n++;
+			free(path);
+		}
+		closedir(dir);
+		if (n > 0)
+			printf("%-24s  removed %zu stale file(s) from %s\n",
+			    "(no account)", n, d);
+	}
+}
+
 static int
 cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
     const char *user)
@@ -564,6 +622,8 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 		}
 		free(path);
 	}
+	if (only == NULL && strcmp(verb, "clear") == 0)
+		clear_stale(cfg);
 	oa2_config_free(&cfg);
 	if (fflush(stdout) != 0 || ferror(stdout))
 		return EX_IOERR;

@@ -1,0 +1,348 @@
+#!/bin/sh
+# The sasl-oauth2 command against the local Entra stand-in and a real
+# Dovecot (IMAPS and submission): every subcommand, every failure that
+# `test` diagnoses, the exit codes, and that no secret (and, outside
+# `token`, no token) ever reaches the output.
+set -eu
+. "$(dirname "$0")/lib.sh"
+[ -x "$TOOL" ] || { echo "tool not built: $TOOL"; exit 99; }
+
+# An account for a certificate credential (exact match beats *@domain).
+CERT_BLOCK=",
+	{ match = \"certuser@contoso.com\";
+	  tenant = \"$TENANT\";
+	  client_id = \"$CERT_CLIENT\";
+	  certificate = \"$T/app.crt\";
+	  private_key = \"$T/app.key\"; }"
+testbed "$CERT_BLOCK"
+O="$T/out"
+mkdir -p "$O"
+n=0
+# run NAME ARGS...: the tool's stdout, stderr and exit code in $O/NAME.*
+run() {
+	name=$1; shift
+	set +e
+	# shellcheck disable=SC2086
+	timeout 60 $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
+	rc=$?
+	set -e
+	echo "$rc" > "$O/$name.rc"
+}
+rc() { cat "$O/$1.rc"; }
+# expect NAME CODE FILE-SUFFIX STRING DESCRIPTION: exit code and a line
+expect() {
+	if [ "$(rc "$1")" = "$2" ] && grep -qF -- "$4" "$O/$1.$3"; then
+		pass "$5"
+	else
+		fail "$5 (exit $(rc "$1"), wanted $2 and \"$4\" in $3)"
+		sed 's/^/# out: /' "$O/$1.out" | cut -c1-200
+		sed 's/^/# err: /' "$O/$1.err" | cut -c1-200
+	fi
+}
+IMAP="127.0.0.1:$IMAPS_PORT"
+SMTP="127.0.0.1:$SUBMISSION_PORT"
+
+# --- usage ------------------------------------------------------------
+run help --help
+expect help 0 out "sasl-oauth2 [-v] [-c FILE] token [--json] USER" "--help: usage on stdout, exit 0"
+run version --version
+expect version 0 out "sasl-oauth2 " "--version, exit 0"
+run noargs
+expect noargs 64 err "no command given" "no command: EX_USAGE (64)"
+run badcmd frobnicate
+expect badcmd 64 err 'unknown command "frobnicate"' "unknown command: 64"
+run badopt token --frob "$USER1"
+expect badopt 64 err "unknown option --frob" "unknown option: 64"
+run tokennouser token
+expect tokennouser 64 err "token takes one mailbox" "token without a mailbox: 64"
+run jsonmisuse test --json "$USER1"
+expect jsonmisuse 64 err "--json goes with token" "--json outside token: 64"
+run badimap test "$USER1" --imap "imap://a b"
+expect badimap 64 err "--imap takes" "a malformed --imap: 64"
+
+# --- check-config -----------------------------------------------------
+run cc check-config
+expect cc 0 out "OK    *@contoso.com  tenant $TENANT  client $CLIENT  secret file $T/etc/contoso.secret" \
+	"check-config: one OK line for the secret account"
+fp=$(openssl x509 -in "$T/app.crt" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+# (the test bed's certificate is valid for 30 days: a WARN, not an error)
+expect cc 0 out "WARN  certuser@contoso.com  tenant $TENANT  client $CERT_CLIENT  certificate $T/app.crt thumbprint $fp PS256 expires" \
+	"check-config: a line for the certificate account, with its thumbprint"
+expect cc 0 out "the certificate expires soon" "check-config: warns of a certificate close to expiry"
+check "check-config: exactly one verdict per account" \
+	[ "$(grep -Ec '^(OK|WARN|FAIL) ' "$O/cc.out")" = 2 ]
+sed 's/refresh_margin = /refresh_marjin = /' "$CONF" > "$T/etc/broken.conf"
+chmod 600 "$T/etc/broken.conf"
+run ccbroken -c "$T/etc/broken.conf" check-config
+expect ccbroken 78 err "$T/etc/broken.conf:6: unknown key \"refresh_marjin\" in defaults" \
+	"check-config -c: a broken file gives file:line: sentence, EX_CONFIG (78)"
+check "check-config: a broken file prints no verdict on stdout" [ ! -s "$O/ccbroken.out" ]
+chmod 644 "$T/etc/contoso.secret"
+run ccperm check-config
+expect ccperm 78 err "client_secret_file: secret file $T/etc/contoso.secret is accessible by group or others" \
+	"check-config: a world-readable secret file, 78"
+chmod 600 "$T/etc/contoso.secret"
+run ccmissing -c "$T/etc/nosuch.conf" check-config
+expect ccmissing 78 err "cannot open configuration file $T/etc/nosuch.conf" "check-config: a missing file, 78"
+
+# --- token ------------------------------------------------------------
+run tok1 token "$USER1"
+TOKEN=$(cat "$O/tok1.out")
+check "token: exit 0" [ "$(rc tok1)" = 0 ]
+check "token: stdout holds one JWT and nothing else" \
+	sh -c "[ \$(wc -l < '$O/tok1.out') = 1 ] && grep -Eqx '[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' '$O/tok1.out'"
+check "token: nothing but warnings on stderr" \
+	sh -c "! grep -v '^sasl-oauth2: warning: ' '$O/tok1.err'"
+check "token: one token request" [ "$(token_requests)" = 1 ]
+run tok2 token "Other@Contoso.com"
+check "token: a second call prints the same token from the cache" \
+	sh -c "[ \"\$(cat '$O/tok2.out')\" = '$TOKEN' ] && [ $(token_requests) = 1 ]"
+run tokjson token --json "$USER1"
+check "token --json: token, expiry and the matching account" \
+	"$PYTHON3" -c "
+import json, sys, time
+d = json.load(open('$O/tokjson.out'))
+assert d['access_token'] == '$TOKEN', 'token'
+assert d['account'] == '*@contoso.com' and d['mailbox'] == '$USER1', 'account'
+assert isinstance(d['expires_at'], int) and d['expires_at'] > time.time() + 3000, 'expiry'
+assert 3000 < d['expires_in'] <= 3600, 'expires_in'
+"
+run toknouser token someone@fabrikam.com
+expect toknouser 67 err "no account in $CONF matches mailbox someone@fabrikam.com" \
+	"token: no matching account, EX_NOUSER (67)"
+check "token: nothing on stdout on failure" [ ! -s "$O/toknouser.out" ]
+
+# --- test: the good path, IMAP and SMTP -------------------------------
+run testok test "$USER1" --imap "$IMAP" --smtp "$SMTP" --ca-file "$T/ca.pem"
+expect testok 0 out "OK    config $CONF: account \"*@contoso.com\" (line 11) matches $USER1" \
+	"test: config and account match"
+expect testok 0 out "OK    credential: client secret for client $CLIENT" "test: credential loaded"
+expect testok 0 out "OK    token: from the cache" "test: token obtained (through the cache)"
+expect testok 0 out "      tenant    $TENANT_ID" "test: decoded claims: tenant"
+expect testok 0 out "      app id    $CLIENT" "test: decoded claims: app id"
+expect testok 0 out "      roles     IMAP.AccessAsApp SMTP.SendAsApp" "test: decoded claims: roles"
+expect testok 0 out "      audience  https://outlook.office.com" "test: decoded claims: audience"
+expect testok 0 out "OK    IMAP login as $USER1 at $IMAP (implicit TLS)" "test --imap: a real IMAPS login"
+expect testok 0 out "OK    SMTP login as $USER1 at $SMTP (STARTTLS)" \
+	"test --smtp: a real submission login (STARTTLS, token after the 334)"
+check "Dovecot logged both XOAUTH2 logins" sh -c \
+	"grep -q 'imap-login: Info: Login: user=<$USER1>, method=XOAUTH2' '$T/dovecot/log' &&
+	 grep -q 'submission-login: Info: Login: user=<$USER1>, method=XOAUTH2' '$T/dovecot/log'"
+check "test: no FAIL or WARN line" sh -c "! grep -Eq '^(FAIL|WARN)' '$O/testok.out'"
+
+run testcert test certuser@contoso.com --imap "imaps://$IMAP" --ca-file "$T/ca.pem" --no-cache
+expect testcert 0 out "thumbprint $fp, expires" "test: a certificate credential shows its thumbprint"
+expect testcert 0 out "OK    token: new from the token endpoint" "test --no-cache: asks the endpoint"
+expect testcert 0 out "OK    IMAP login as certuser@contoso.com" "test: certificate credential, real login"
+
+run testnotls test "$USER1" --imap "$IMAP"
+expect testnotls 69 out "--ca-file FILE (verification is never switched off)" \
+	"test: an unknown server CA fails verification, EX_UNAVAILABLE (69)"
+
+# --- test: every failure it diagnoses ---------------------------------
+printf 'not-the-secret\n' > "$T/etc/contoso.secret"
+run wrongsecret test "$USER1" --imap "$IMAP" --ca-file "$T/ca.pem"
+expect wrongsecret 77 out "FAIL  token from https://127.0.0.1:$TOKEND_PORT/$TENANT/oauth2/v2.0/token: token request refused (HTTP 401): invalid_client: AADSTS7000215" \
+	"wrong secret: FAIL with AADSTS7000215, EX_NOPERM (77)"
+expect wrongsecret 77 out "likely cause: the client secret is wrong" "wrong secret: the likely cause"
+expect wrongsecret 77 out "fix: in the app registration, Certificates & secrets, create a new client secret" \
+	"wrong secret: the fix"
+check "wrong secret: no login attempted" sh -c "! grep -q 'login as' '$O/wrongsecret.out'"
+run wrongsecrettok token "$USER1"
+expect wrongsecrettok 77 err "AADSTS7000215" "token with a wrong secret: one sentence on stderr, 77"
+check "token with a wrong secret: nothing on stdout" [ ! -s "$O/wrongsecrettok.out" ]
+
+printf 'expired-secret\n' > "$T/etc/contoso.secret"
+run expired test "$USER1" --no-login
+expect expired 77 out "likely cause: the client secret has expired" "expired secret: AADSTS7000222 diagnosed"
+printf '%s\n' "$SECRET" > "$T/etc/contoso.secret"
+
+sed -i "s/tenant = \"$TENANT\"/tenant = \"nosuch.onmicrosoft.com\"/" "$CONF"
+run tenant test "$USER1" --no-login
+expect tenant 77 out "AADSTS90002" "unknown tenant: AADSTS90002"
+expect tenant 77 out "likely cause: tenant nosuch.onmicrosoft.com does not exist" "unknown tenant: the likely cause"
+sed -i "s/tenant = \"nosuch.onmicrosoft.com\"/tenant = \"$TENANT\"/" "$CONF"
+
+sed -i "s/client_id = \"$CLIENT\"/client_id = \"00000000-0000-0000-0000-00000000dead\"/" "$CONF"
+run app test "$USER1" --no-login
+expect app 77 out "likely cause: no application 00000000-0000-0000-0000-00000000dead in tenant $TENANT" \
+	"unknown application: AADSTS700016 diagnosed"
+sed -i "s/client_id = \"00000000-0000-0000-0000-00000000dead\"/client_id = \"$CLIENT\"/" "$CONF"
+
+# A certificate Azure does not know: AADSTS700027.
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=unknown" \
+	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
+chmod 600 "$T/other.key"
+sed "s|$T/app.crt|$T/other.crt|; s|$T/app.key|$T/other.key|" "$CONF" > "$T/etc/other.conf"
+chmod 600 "$T/etc/other.conf"
+run thumbunknown -c "$T/etc/other.conf" test certuser@contoso.com --no-login
+expect thumbunknown 77 out "AADSTS700027" "unknown certificate: AADSTS700027"
+expect thumbunknown 77 out "likely cause: Azure does not know this certificate's thumbprint" \
+	"unknown certificate: the thumbprint diagnosis"
+
+# The endpoint cannot be reached: a transient failure.
+sed "s|https://127.0.0.1:$TOKEND_PORT|https://127.0.0.1:1|" "$CONF" > "$T/etc/down.conf"
+chmod 600 "$T/etc/down.conf"
+run down -c "$T/etc/down.conf" test "$USER1" --no-login --no-cache
+expect down 75 out "likely cause: the token endpoint cannot be reached" "endpoint down: EX_TEMPFAIL (75)"
+
+run testnouser test someone@fabrikam.com --no-login
+expect testnouser 67 out "FAIL  config $CONF: no account matches mailbox someone@fabrikam.com" \
+	"test: no matching account, 67"
+
+# Dovecot refuses a valid token: the token is for contoso.com, the
+# mailbox is not (as Exchange refuses a service principal it does not know).
+write_config "$CERT_BLOCK,
+	{ match = \"*@fabrikam.com\";
+	  tenant = \"$TENANT\";
+	  client_id = \"$CLIENT\";
+	  client_secret_file = \"$T/etc/contoso.secret\"; }"
+run refused test bob@fabrikam.com --imap "$IMAP" --smtp "$SMTP" --ca-file "$T/ca.pem"
+expect refused 77 out "OK    token:" "refused login: the token itself is fine"
+expect refused 77 out "FAIL  IMAP login as bob@fabrikam.com at $IMAP (implicit TLS): Login denied" \
+	"refused login: IMAP FAIL, 77"
+expect refused 77 out "FAIL  SMTP login as bob@fabrikam.com at $SMTP (STARTTLS): Login denied" \
+	"refused login: SMTP FAIL"
+expect refused 77 out "server's error challenge: status 401" "refused login: the server's challenge, decoded"
+expect refused 77 out "service principal is probably not registered in Exchange Online" \
+	"refused login: the service principal / mailbox permission diagnosis"
+expect refused 77 out "New-ServicePrincipal" "refused login: the fix names New-ServicePrincipal"
+expect refused 77 out "Add-MailboxPermission" "refused login: and Add-MailboxPermission"
+
+# A token without the roles: a second Entra stand-in whose app has none.
+cat > "$T/tokend2.json" <<JSON
+{ "issuer_key": "$T/issuer.key", "kid": "k1",
+  "tenants": { "norole.onmicrosoft.com": { "id": "99999999-2222-3333-4444-555555555555", "domain": "norole.com" } },
+  "clients": { "$CLIENT": { "tenant": "norole.onmicrosoft.com", "secrets": ["$SECRET"], "roles": [] } } }
+JSON
+"$PYTHON3" "$here/tokend.py" --config "$T/tokend2.json" --cert "$T/server.pem" \
+	--key "$T/server.key" --port-file "$T/tokend2.port" --log "$T/tokend2.log" 2>"$T/tokend2.err" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$T/tokend2.port" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/tokend2.err"; exit 1; }
+	sleep 0.1
+done
+write_config ",
+	{ match = \"*@norole.com\";
+	  authority = \"https://127.0.0.1:$(cat "$T/tokend2.port")\";
+	  tenant = \"norole.onmicrosoft.com\";
+	  client_id = \"$CLIENT\";
+	  client_secret_file = \"$T/etc/contoso.secret\"; }"
+run noroles test x@norole.com --imap "$IMAP" --smtp "$SMTP" --ca-file "$T/ca.pem"
+expect noroles 0 out "WARN  roles: the token lacks IMAP.AccessAsApp, which IMAP needs" \
+	"missing role: warns about IMAP.AccessAsApp for --imap"
+expect noroles 0 out "WARN  roles: the token lacks SMTP.SendAsApp, which SMTP needs" \
+	"missing role: warns about SMTP.SendAsApp for --smtp"
+expect noroles 0 out "add the application permission IMAP.AccessAsApp" "missing role: the fix"
+expect noroles 0 out "      roles     (none)" "missing role: the claims show no roles"
+
+# Exchange's "SMTP AUTH disabled": a small STARTTLS server answering 535 5.7.139.
+cat > "$T/smtp535.py" <<'PY'
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+with open(sys.argv[3] + ".tmp", "w") as f:
+    f.write("%d\n" % srv.getsockname()[1])
+import os
+os.rename(sys.argv[3] + ".tmp", sys.argv[3])
+while True:
+    conn, _ = srv.accept()
+    try:
+        f = conn.makefile("rwb", buffering=0)
+        def say(s):
+            f.write(s.encode() + b"\r\n")
+        say("220 fake.outlook.test Microsoft ESMTP MAIL Service ready")
+        tls = False
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            cmd = line.decode(errors="replace").strip().upper()
+            if cmd.startswith("EHLO"):
+                say("250-fake.outlook.test Hello")
+                say("250-AUTH LOGIN XOAUTH2" if tls else "250-STARTTLS")
+                say("250 8BITMIME")
+            elif cmd == "STARTTLS" and not tls:
+                say("220 2.0.0 SMTP server ready")
+                conn = ctx.wrap_socket(conn, server_side=True)
+                f = conn.makefile("rwb", buffering=0)
+                tls = True
+            elif cmd.startswith("AUTH XOAUTH2"):
+                if cmd == "AUTH XOAUTH2":
+                    say("334 ")
+                    f.readline()
+                say("535 5.7.139 Authentication unsuccessful, "
+                    "SmtpClientAuthentication is disabled for the Tenant. "
+                    "Visit https://aka.ms/smtp_auth_disabled for more information.")
+            elif cmd == "QUIT":
+                say("221 2.0.0 Bye")
+                break
+            else:
+                say("500 5.3.3 Unrecognized command")
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        conn.close()
+PY
+"$PYTHON3" "$T/smtp535.py" "$T/server.pem" "$T/server.key" "$T/smtp535.port" 2>"$T/smtp535.err" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$T/smtp535.port" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/smtp535.err"; exit 1; }
+	sleep 0.1
+done
+run smtpoff test "$USER1" --smtp "smtp://127.0.0.1:$(cat "$T/smtp535.port")" --ca-file "$T/ca.pem"
+expect smtpoff 77 out "server: 535 5.7.139 Authentication unsuccessful" "SMTP AUTH disabled: the server's answer"
+expect smtpoff 77 out "likely cause: SMTP AUTH (client submission) is disabled for the tenant" \
+	"SMTP AUTH disabled: diagnosed, 77"
+expect smtpoff 77 out "SmtpClientAuthenticationDisabled \$false" "SMTP AUTH disabled: the fix"
+
+# --- thumbprint -------------------------------------------------------
+run thumb thumbprint "$T/app.crt"
+x5t=$(openssl x509 -in "$T/app.crt" -outform DER | openssl dgst -sha1 -binary |
+	openssl base64 -A | tr '+/' '-_' | tr -d '=')
+x5t256=$(openssl x509 -in "$T/app.crt" -outform DER | openssl dgst -sha256 -binary |
+	openssl base64 -A | tr '+/' '-_' | tr -d '=')
+expect thumb 0 out "thumbprint  $fp" "thumbprint: SHA-1 hex as openssl -fingerprint (and Azure) shows it"
+expect thumb 0 out "x5t         $x5t" "thumbprint: x5t"
+expect thumb 0 out "x5t#S256    $x5t256" "thumbprint: x5t#S256"
+run thumbmissing thumbprint "$T/nosuch.crt"
+expect thumbmissing 66 err "cannot open certificate $T/nosuch.crt" "thumbprint: a missing file, EX_NOINPUT (66)"
+run thumbbad thumbprint "$T/tokend.json"
+expect thumbbad 65 err "holds no X.509 certificate" "thumbprint: not a certificate, EX_DATAERR (65)"
+
+# --- cache ------------------------------------------------------------
+# (test forgets a token the server refused, as the plugin does: fetch one)
+run refill token "$USER1"
+run list cache list
+expect list 0 out "*@contoso.com             expires " "cache list: account and expiry"
+run listone cache list "$USER1"
+check "cache list USER: only the matching account" \
+	sh -c "[ \$(wc -l < '$O/listone.out') = 1 ] && grep -q '^\*@contoso.com ' '$O/listone.out'"
+run clearone cache clear "$USER1"
+expect clearone 0 out "*@contoso.com             removed $T/cache/" "cache clear USER: removes that file"
+run list2 cache list "$USER1"
+expect list2 0 out "no cached token" "cache list after clear: no cached token"
+n=$(token_requests)
+run tok3 token "$USER1"
+check "after cache clear, token asks the endpoint again" [ "$(token_requests)" = $((n + 1)) ]
+run clearall cache clear
+check "cache clear: exit 0, every token and lock file gone (stale ones too)" \
+	sh -c "[ $(rc clearall) = 0 ] && [ -z \"\$(ls '$T/cache')\" ]"
+expect clearall 0 out "stale file(s) from $T/cache" "cache clear: says it removed stale files"
+run clearnouser cache clear nobody@nowhere.test
+expect clearnouser 67 err "no account in $CONF matches mailbox nobody@nowhere.test" "cache clear: unknown mailbox, 67"
+run cachebad cache frob
+expect cachebad 64 err "cache takes list or clear" "cache with a wrong verb: 64"
+
+# --- no secret anywhere -----------------------------------------------
+check "the secret appears in no output" sh -c "! grep -rqF -- '$SECRET' '$O'"
+check "no token in any output but token's stdout" \
+	sh -c "! grep -lF -- '$TOKEN' '$O'/* | grep -v -e '/tok1.out\$' -e '/tok2.out\$' -e '/tokjson.out\$' | grep -q ."
+check "no token signature in test or cache output" \
+	sh -c "! grep -qF -- '${TOKEN##*.}' '$O'/test*.out '$O'/list*.out '$O'/refused.out '$O'/noroles.out"
+finish
