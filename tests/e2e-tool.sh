@@ -14,6 +14,15 @@ CERT_BLOCK=",
 	  client_id = \"$CERT_CLIENT\";
 	  certificate = \"$T/app.crt\";
 	  private_key = \"$T/app.key\"; }"
+# The app's certificate, made before the test bed registers it with the
+# Entra stand-in: valid for 400 days (30 would sit on the expiry warning).
+openssl req -x509 -newkey rsa:2048 -nodes -days 400 -subj "/CN=sasl-oauth2 e2e app" \
+	-keyout "$T/app.key" -out "$T/app.crt" 2>/dev/null
+chmod 600 "$T/app.key"
+# A certificate Azure does not know, expiring in 10 days.
+openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj "/CN=unknown" \
+	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
+chmod 600 "$T/other.key"
 testbed "$CERT_BLOCK"
 O="$T/out"
 mkdir -p "$O"
@@ -65,12 +74,15 @@ run cc check-config
 expect cc 0 out "OK    *@contoso.com  tenant $TENANT  client $CLIENT  secret file $T/etc/contoso.secret" \
 	"check-config: one OK line for the secret account"
 fp=$(openssl x509 -in "$T/app.crt" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
-# (the test bed's certificate is valid for 30 days: a WARN, not an error)
-expect cc 0 out "WARN  certuser@contoso.com  tenant $TENANT  client $CERT_CLIENT  certificate $T/app.crt thumbprint $fp PS256 expires" \
+expect cc 0 out "OK    certuser@contoso.com  tenant $TENANT  client $CERT_CLIENT  certificate $T/app.crt thumbprint $fp PS256 expires" \
 	"check-config: a line for the certificate account, with its thumbprint"
-expect cc 0 out "the certificate expires soon" "check-config: warns of a certificate close to expiry"
-check "check-config: exactly one verdict per account" \
-	[ "$(grep -Ec '^(OK|WARN|FAIL) ' "$O/cc.out")" = 2 ]
+check "check-config: exactly one line per account" [ "$(wc -l < "$O/cc.out")" = 2 ]
+check "check-config: nothing on stderr" [ ! -s "$O/cc.err" ]
+sed "s|$T/app.crt|$T/other.crt|; s|$T/app.key|$T/other.key|" "$CONF" > "$T/etc/other.conf"
+chmod 600 "$T/etc/other.conf"
+run ccsoon -c "$T/etc/other.conf" check-config
+expect ccsoon 0 out "WARN  certuser@contoso.com" "check-config: a certificate expiring in 10 days is a WARN, exit 0"
+expect ccsoon 0 out "the certificate expires soon" "check-config: and says what to do"
 sed 's/refresh_margin = /refresh_marjin = /' "$CONF" > "$T/etc/broken.conf"
 chmod 600 "$T/etc/broken.conf"
 run ccbroken -c "$T/etc/broken.conf" check-config
@@ -91,8 +103,7 @@ TOKEN=$(cat "$O/tok1.out")
 check "token: exit 0" [ "$(rc tok1)" = 0 ]
 check "token: stdout holds one JWT and nothing else" \
 	sh -c "[ \$(wc -l < '$O/tok1.out') = 1 ] && grep -Eqx '[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' '$O/tok1.out'"
-check "token: nothing but warnings on stderr" \
-	sh -c "! grep -v '^sasl-oauth2: warning: ' '$O/tok1.err'"
+check "token: nothing on stderr" [ ! -s "$O/tok1.err" ]
 check "token: one token request" [ "$(token_requests)" = 1 ]
 run tok2 token "Other@Contoso.com"
 check "token: a second call prints the same token from the cache" \
@@ -170,11 +181,6 @@ expect app 77 out "likely cause: no application 00000000-0000-0000-0000-00000000
 sed -i "s/client_id = \"00000000-0000-0000-0000-00000000dead\"/client_id = \"$CLIENT\"/" "$CONF"
 
 # A certificate Azure does not know: AADSTS700027.
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=unknown" \
-	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
-chmod 600 "$T/other.key"
-sed "s|$T/app.crt|$T/other.crt|; s|$T/app.key|$T/other.key|" "$CONF" > "$T/etc/other.conf"
-chmod 600 "$T/etc/other.conf"
 run thumbunknown -c "$T/etc/other.conf" test certuser@contoso.com --no-login
 expect thumbunknown 77 out "AADSTS700027" "unknown certificate: AADSTS700027"
 expect thumbunknown 77 out "likely cause: Azure does not know this certificate's thumbprint" \
