@@ -1255,39 +1255,78 @@ enum {
 	OPT_NO_CACHE
 };
 
+static void
+free_argv(char **av)
+{
+	size_t i;
+
+	if (av == NULL)
+		return;
+	for (i = 0; av[i] != NULL; i++)
+		free(av[i]);
+	free(av);
+}
+
 /*
  * "--imap HOST" as well as "--imap=HOST" and a bare "--imap": getopt's
  * optional arguments need the "=", so glue a following word that is
- * not an option and not a mailbox (no '@') to the option.
+ * not an option and not a mailbox (no '@') to the option. A new
+ * vector of new strings: free with free_argv.
  */
 static char **
 glue_optional(int argc, char **argv)
 {
 	char **nv;
-	int i, j;
+	int i, j, r;
 
 	if ((nv = calloc((size_t)argc + 1, sizeof(*nv))) == NULL)
 		return NULL;
-	for (i = 0, j = 0; i < argc; i++) {
+	for (i = 0, j = 0; i < argc; i++, j++) {
 		if ((strcmp(argv[i], "--imap") == 0 ||
 		    strcmp(argv[i], "--smtp") == 0) && i + 1 < argc &&
 		    argv[i + 1][0] != '-' && strchr(argv[i + 1], '@') ==
-		    NULL && strcmp(argv[i + 1], "check-config") != 0) {
-			if (asprintf(&nv[j], "%s=%s", argv[i],
-			    argv[i + 1]) == -1)
-				return NULL;
+		    NULL) {
+			r = asprintf(&nv[j], "%s=%s", argv[i], argv[i + 1]);
 			i++;
-			j++;
-			continue;
+		} else
+			r = (nv[j] = strdup(argv[i])) == NULL ? -1 : 0;
+		if (r == -1) {
+			nv[j] = NULL;
+			free_argv(nv);
+			return NULL;
 		}
-		nv[j++] = argv[i];
 	}
 	nv[j] = NULL;
 	return nv;
 }
 
+static int dispatch(int ac, char **av);
+
 int
 main(int argc, char **argv)
+{
+	const char *slash;
+	char **av;
+	int ac, ex;
+
+	if (argc > 0 && argv[0] != NULL &&
+	    (slash = strrchr(argv[0], '/')) != NULL && slash[1] != '\0')
+		progname = slash + 1;
+	else if (argc > 0 && argv[0] != NULL && *argv[0] != '\0')
+		progname = argv[0];
+	if ((av = glue_optional(argc, argv)) == NULL) {
+		warnx_("out of memory");
+		return EX_OSERR;
+	}
+	for (ac = 0; av[ac] != NULL; ac++)
+		;
+	ex = dispatch(ac, av);
+	free_argv(av);
+	return ex;
+}
+
+static int
+dispatch(int ac, char **av)
 {
 	static const struct option longopts[] = {
 		{ "config",	required_argument,	NULL, 'c' },
@@ -1304,22 +1343,10 @@ main(int argc, char **argv)
 	};
 	struct opts o;
 	struct oa2_log lg = { log_stderr, NULL, OA2_LOG_WARNING };
-	const char *cmd, *slash;
-	char **av;
-	int ch, nargs, ex, ac = argc;
+	const char *cmd;
+	int ch, nargs, ex;
 
-	if (argc > 0 && argv[0] != NULL &&
-	    (slash = strrchr(argv[0], '/')) != NULL && slash[1] != '\0')
-		progname = slash + 1;
-	else if (argc > 0 && argv[0] != NULL && *argv[0] != '\0')
-		progname = argv[0];
 	memset(&o, 0, sizeof(o));
-	if ((av = glue_optional(argc, argv)) == NULL) {
-		warnx_("out of memory");
-		return EX_OSERR;
-	}
-	for (ac = 0; av[ac] != NULL; ac++)
-		;
 	opterr = 0;
 	while ((ch = getopt_long(ac, av, ":c:vhV", longopts, NULL)) != -1) {
 		switch (ch) {
