@@ -13,6 +13,7 @@ struct oa2_http_request {
 	size_t		bodylen;
 	const char	*ca_data;	/* PEM bundle in memory, or NULL */
 	size_t		ca_len;
+	const char	*ca_name;	/* for messages (ca_file path), or NULL */
 	long		timeout;	/* seconds, whole request */
 	size_t		max_body;	/* larger answers are an error */
 };

@@ -43,31 +43,43 @@ oa2_token_copy(struct oa2_token *dst, const struct oa2_token *src)
 	return OA2_OK;
 }
 
-/* Sourced from Microsoft's AADSTS error code reference. */
+/*
+ * What the codes an app-only token request can meet mean, and what to
+ * do about them. Sourced from Microsoft's "Microsoft Entra
+ * authentication and authorization error codes" reference
+ * (learn.microsoft.com/entra/identity-platform/reference-error-codes).
+ */
 static const struct {
 	long		code;
 	const char	*meaning;
 } aadsts[] = {
 	{ 7000215, "the client secret is wrong: use the secret's Value, "
-	    "not its ID" },
+	    "not its Secret ID" },
 	{ 7000222, "the client secret has expired: create a new one" },
+	{ 7000218, "neither client_secret nor client_assertion was sent" },
+	{ 7000112, "the application is disabled" },
 	{ 700016, "no application with this client_id in the tenant: check "
 	    "client_id and tenant" },
-	{ 90002, "the tenant does not exist: check tenant" },
 	{ 700027, "the assertion's signature or certificate thumbprint is "
 	    "not known to the application: upload the certificate" },
 	{ 700024, "the assertion is not within its valid time range: check "
 	    "the clock" },
-	{ 7000218, "neither client_secret nor client_assertion was sent" },
-	{ 9001023, "the /common or /organizations endpoint cannot be used "
-	    "for app-only tokens: name the tenant" },
-	{ 1002012, "the scope is invalid" },
+	{ 700023, "the scope, or the assertion's audience, is not valid "
+	    "for this token endpoint" },
+	{ 700030, "the certificate is not authorized for this application" },
+	{ 70002, "the client credentials are not valid" },
 	{ 70011, "the scope is invalid: use "
 	    "https://outlook.office365.com/.default" },
-	{ 500011, "the resource is not registered in the tenant" },
-	{ 7000112, "the application is disabled" },
-	{ 700023, "the client assertion audience is wrong" },
-	{ 50053, "the account is locked after too many attempts" },
+	{ 1002012, "the scope is invalid: app-only requests need a scope "
+	    "ending in /.default" },
+	{ 500011, "the resource principal (the scope's API) was not found "
+	    "in the tenant" },
+	{ 90002, "the tenant does not exist: check tenant and "
+	    "authority" },
+	{ 9001023, "this grant cannot use the /common or /consumers "
+	    "endpoint: name the tenant" },
+	{ 90024, "Entra is overloaded: try again" },
+	{ 90055, "too many requests for this tenant: try again later" },
 };
 
 const char *
@@ -122,12 +134,17 @@ printable_token(const char *s, size_t len)
 	return 1;
 }
 
-/* Entra's error body -> one sentence, permanent or transient. */
+/*
+ * Entra's error body -> "token request refused (HTTP 401):
+ * invalid_client: AADSTS7000215 (meaning): first line of the
+ * description", sanitised; permanent or transient.
+ */
 static int
 parse_error(long status, json_t *root, struct oa2_error *err)
 {
-	const char *error, *desc, *meaning = NULL;
+	const char *error, *desc, *meaning = NULL, *p;
 	char e[64], d[200], codes[32] = "";
+	size_t dlen;
 	json_t *v;
 	long code = 0;
 	int transient;
@@ -136,29 +153,36 @@ parse_error(long status, json_t *root, struct oa2_error *err)
 	error = json_is_string(v) ? json_string_value(v) : "unknown_error";
 	v = json_object_get(root, "error_description");
 	desc = json_is_string(v) ? json_string_value(v) : "";
+	dlen = strcspn(desc, "\r\n");		/* the first line only */
 	v = json_array_get(json_object_get(root, "error_codes"), 0);
-	if (json_is_integer(v))
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) < 100000000)
 		code = (long)json_integer_value(v);
-	else if (strncmp(desc, "AADSTS", 6) == 0)
+	else if (strncmp(desc, "AADSTS", 6) == 0 &&
+	    desc[6] >= '0' && desc[6] <= '9') {
+		errno = 0;
 		code = strtol(desc + 6, NULL, 10);
+		if (errno != 0 || code >= 100000000)
+			code = 0;
+	}
 	if (code > 0) {
 		snprintf(codes, sizeof(codes), ": AADSTS%ld", code);
 		meaning = oa2_aadsts_meaning(code);
 	}
+	/* "AADSTS7000215: Invalid client secret..." -> "Invalid client..." */
+	if (strncmp(desc, "AADSTS", 6) == 0 &&
+	    (p = strstr(desc, ": ")) != NULL && (size_t)(p - desc) < dlen) {
+		dlen -= (size_t)(p + 2 - desc);
+		desc = p + 2;
+	}
 	oa2_sanitize(e, sizeof(e), error, strlen(error), 48);
-	/* the first line of the description, without its AADSTS prefix */
-	if (strncmp(desc, "AADSTS", 6) == 0 && strstr(desc, ": ") != NULL)
-		desc = strstr(desc, ": ") + 2;
-	oa2_sanitize(d, sizeof(d), desc, strcspn(desc, "\r\n"), 160);
+	oa2_sanitize(d, sizeof(d), desc, dlen, 160);
 	transient = status == 429 || status >= 500 ||
 	    strcmp(error, "temporarily_unavailable") == 0;
-	if (meaning != NULL)
-		return oa2_seterr(err, transient ? OA2_ERR_TRANSIENT :
-		    OA2_ERR_DENIED, "token request refused (HTTP %ld): %s%s "
-		    "(%s)%s%s", status, e, codes, meaning, *d ? ": " : "", d);
 	return oa2_seterr(err, transient ? OA2_ERR_TRANSIENT : OA2_ERR_DENIED,
-	    "token request refused (HTTP %ld): %s%s%s%s", status, e, codes,
-	    *d ? ": " : "", d);
+	    "token request refused (HTTP %ld): %s%s%s%s%s%s%s", status, e,
+	    codes, meaning != NULL ? " (" : "", meaning != NULL ? meaning : "",
+	    meaning != NULL ? ")" : "", *d != '\0' ? ": " : "", d);
 }
 
 int
@@ -170,16 +194,18 @@ oa2_token_parse(long status, const char *body, size_t len, time_t now,
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	root = body != NULL ?
+	    json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 	if (!json_is_object(root)) {
 		json_decref(root);
-		if (status != 200)
-			return oa2_seterr(err, status == 429 || status >= 500 ?
-			    OA2_ERR_TRANSIENT : OA2_ERR_RESPONSE, "the token "
-			    "endpoint answered HTTP %ld without a JSON error",
-			    status);
-		return oa2_seterr(err, OA2_ERR_RESPONSE, "the token endpoint "
-		    "answered HTTP 200 with a body that is not a JSON object");
+		if (status == 200)
+			return oa2_seterr(err, OA2_ERR_RESPONSE, "the token "
+			    "endpoint answered HTTP 200 with a body that is "
+			    "not a JSON object (or not valid JSON)");
+		return oa2_seterr(err, status == 429 || status >= 500 ?
+		    OA2_ERR_TRANSIENT : OA2_ERR_RESPONSE, "the token endpoint "
+		    "answered HTTP %ld with a non-JSON body%s", status,
+		    status == 404 ? " (check authority and tenant)" : "");
 	}
 	if (status != 200) {
 		r = parse_error(status, root, err);
@@ -199,10 +225,18 @@ oa2_token_parse(long status, const char *body, size_t len, time_t now,
 		    "characters");
 		goto out;
 	}
-	if (!json_is_string(type) ||
-	    strcasecmp(json_string_value(type), "Bearer") != 0) {
+	if (!json_is_string(type)) {
+		oa2_seterr(err, r, "the token endpoint's answer has no "
+		    "token_type");
+		goto out;
+	}
+	if (strcasecmp(json_string_value(type), "Bearer") != 0) {
+		char t[40];
+
+		oa2_sanitize(t, sizeof(t), json_string_value(type),
+		    json_string_length(type), 32);
 		oa2_seterr(err, r, "the token endpoint sent a token_type "
-		    "other than Bearer");
+		    "other than Bearer: \"%s\"", t);
 		goto out;
 	}
 	if (json_object_get(root, "expires_in") == NULL) {
@@ -223,7 +257,12 @@ oa2_token_parse(long status, const char *body, size_t len, time_t now,
 	out->expires_at = now + expires_in;
 	r = OA2_OK;
  out:
-	/* we own root: wipe the token inside it before it is released */
+	/*
+	 * We hold the only reference to root, so the string buffers are
+	 * ours to overwrite: wipe the token inside it before it is freed.
+	 * (jansson's lexer frees its own scratch copy unwiped; the process
+	 * allocator is not ours to replace from inside a plugin.)
+	 */
 	tok = json_object_get(root, "access_token");
 	if (json_is_string(tok))
 		oa2_wipe((char *)json_string_value(tok),
@@ -247,10 +286,19 @@ build_form(const struct oa2_account *acct, time_t now, char **form,
 	    (r = oa2_form_add(form, len, "client_id", acct->client_id)) != 0 ||
 	    (r = oa2_form_add(form, len, "scope", acct->scope)) != 0)
 		goto out;
-	if (acct->cred == OA2_CRED_SECRET)
+	if (acct->cred == OA2_CRED_SECRET) {
+		if (acct->client_secret == NULL) {
+			r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s "
+			    "has no client secret", acct->match);
+			goto out;
+		}
 		r = oa2_form_add(form, len, "client_secret",
 		    acct->client_secret);
-	else {
+	} else if (acct->cred != OA2_CRED_CERT || acct->cert == NULL) {
+		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s has no "
+		    "usable credential", acct->match);
+		goto out;
+	} else {
 		if ((r = oa2_jwt_assertion(acct->cert, acct->assertion_alg,
 		    acct->client_id, acct->token_url, now,
 		    acct->assertion_lifetime, &assertion, err)) != 0)
@@ -282,18 +330,25 @@ elapsed(const struct timespec *t0)
 	    (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-int
+/*
+ * Weak, so that tests/test-cache.c can put a counting stub in its place
+ * while still linking the rest of this file from the core library.
+ */
+__attribute__((weak)) int
 oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, struct oa2_error *err)
 {
 	struct oa2_http_request req;
 	struct oa2_http_response resp = { 0, NULL, 0, -1 };
-	struct timespec t0;
+	struct oa2_error local;
+	struct timespec t0, ts;
 	char *form = NULL;
 	size_t len;
 	long wait;
 	int r, attempt;
 
+	if (err == NULL)
+		err = &local;
 	memset(out, 0, sizeof(*out));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -304,8 +359,11 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 		req.url = acct->token_url;
 		req.body = form;
 		req.bodylen = len;
-		req.ca_data = acct->ca != NULL ? acct->ca->data : NULL;
-		req.ca_len = acct->ca != NULL ? acct->ca->len : 0;
+		if (acct->ca != NULL) {
+			req.ca_data = acct->ca->data;
+			req.ca_len = acct->ca->len;
+			req.ca_name = acct->ca->path;
+		}
 		req.timeout = acct->timeout - (long)elapsed(&t0);
 		if (req.timeout < 1)
 			req.timeout = 1;
@@ -320,22 +378,24 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 			    now, out, err);
 		wait = resp.retry_after >= 0 ? resp.retry_after : 1;
 		oa2_http_response_clear(&resp);
-		/* one bounded retry of a transient refusal, within timeout */
+		/*
+		 * One retry of a transient refusal, and only when the wait
+		 * and a second request still fit within the timeout (plus
+		 * the one second a second request is always allowed).
+		 */
 		if (r != OA2_ERR_TRANSIENT || attempt == 1 ||
 		    elapsed(&t0) + (double)wait + 1 >= (double)acct->timeout)
 			break;
 		oa2_log(lg, OA2_LOG_WARNING, "%s; retrying in %ld s", err->msg,
 		    wait);
-		{
-			struct timespec ts = { wait, 0 };
-
-			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-				;
-		}
-		now = time(NULL);
+		ts.tv_sec = wait;
+		ts.tv_nsec = 0;
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		now += (time_t)(elapsed(&t0) + 0.5);
 	}
 	if (r == 0)
-		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, valid "
-		    "for %ld s", acct->match, (long)(out->expires_at - now));
+		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, expires "
+		    "in %ld s", acct->match, (long)(out->expires_at - now));
 	return r;
 }
