@@ -4,8 +4,8 @@
 # Sourced; the caller has "set -eu". Everything lives in $T and dies
 # with the test.
 
-here=$(cd "$(dirname "$0")" && pwd)
-: "${top_srcdir:=$(cd "$here/.." && pwd)}"
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+here="$top_srcdir/tests"
 : "${top_builddir:=$top_srcdir}"
 : "${PYTHON3:=/usr/bin/python3}"
 : "${VALGRIND:=}"
@@ -13,6 +13,21 @@ IMTEST=${IMTEST:-/usr/lib/cyrus/bin/imtest}
 SYSPLUGINS="$(pkg-config --variable=libdir libsasl2 2>/dev/null || echo /usr/lib/x86_64-linux-gnu)/sasl2"
 PLUGIN="$top_builddir/.libs/libsasl-oauth2.so"
 TOOL="$top_builddir/sasl-oauth2"
+SC="$top_builddir/tests/saslclient"
+
+# How to run a program that loads the plugin. A plugin built with
+# --enable-sanitizers can only be dlopen'ed by a process whose first
+# library is the ASan runtime: preload it into foreign programs (imtest,
+# mbsync, saslpluginviewer), whose own leaks are not ours to report.
+# $VALGRIND (set by check.sh for the valgrind run) wraps every client.
+SAN_PRELOAD=$(ldd "$PLUGIN" 2>/dev/null | sed -n 's/^[[:space:]]*libasan[^ ]* => \([^ ]*\) .*/\1/p' | head -n 1)
+WRAP=$VALGRIND
+if [ -n "$SAN_PRELOAD" ]; then
+	WRAP="env LD_PRELOAD=$SAN_PRELOAD ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 $VALGRIND"
+fi
+# Under valgrind everything is slower: time limits scale with this.
+SLOW=1
+[ -z "$VALGRIND" ] || SLOW=4
 
 T=$(mktemp -d /tmp/oa2-e2e.XXXXXX)
 chmod 755 "$T"
@@ -218,11 +233,64 @@ testbed() {
 	write_config "$@"
 }
 
-# imtest_login USER MECH: log in over IMAPS; output in $T/imtest.out.
+# imtest_login USER MECH [OUT]: log in over IMAPS and log out; the
+# output goes to OUT (default $T/imtest.out).
 imtest_login() {
 	printf '. LOGOUT\r\n' > "$T/logout"
 	# shellcheck disable=SC2086
-	timeout 30 $VALGRIND "$IMTEST" -s -p "$IMAPS_PORT" -m "$2" -a "$1" \
-		-f "$T/logout" 127.0.0.1 > "$T/imtest.out" 2>&1 </dev/null
+	timeout $((30 * SLOW)) $WRAP "$IMTEST" -s -p "$IMAPS_PORT" -m "$2" -a "$1" \
+		-f "$T/logout" 127.0.0.1 > "${3:-$T/imtest.out}" 2>&1 </dev/null
 }
-imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "$T/imtest.out"; }
+imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "${3:-$T/imtest.out}"; }
+
+# saslclient ARGS...: the callback-driven client (tests/saslclient.c).
+saslclient() {
+	# shellcheck disable=SC2086
+	timeout $((20 * SLOW)) $VALGRIND "$SC" "$@" </dev/null
+}
+
+# pluginviewer: saslpluginviewer -c (client side) through $SASL_PATH.
+pluginviewer() {
+	# shellcheck disable=SC2086
+	timeout $((20 * SLOW)) $WRAP saslpluginviewer -c 2>&1 </dev/null
+}
+
+# cert_account MATCH [ALG]: an account block (for write_config or
+# testbed) using the certificate credential registered for CERT_CLIENT,
+# signed with ALG (PS256 or RS256; the plugin's default when omitted).
+cert_account() {
+	printf ',\n\t{ match = "%s";\n\t  tenant = "%s";\n\t  client_id = "%s";\n\t  certificate = "%s";\n\t  private_key = "%s";%s }' \
+		"$1" "$TENANT" "$CERT_CLIENT" "$T/app.crt" "$T/app.key" \
+		"${2:+
+	  assertion_alg = \"$2\";}"
+}
+
+# mbsync_run MECH [USER]: sync INBOX with mbsync; output in $T/mbsync.out.
+mbsync_run() {
+	mkdir -p "$T/local-$1"
+	cat > "$T/mbsyncrc-$1" <<RC
+IMAPAccount work
+Host 127.0.0.1
+Port $IMAPS_PORT
+User ${2:-$USER1}
+AuthMechs $1
+SSLType IMAPS
+CertificateFile $T/ca.pem
+
+IMAPStore remote
+Account work
+
+MaildirStore local
+Path $T/local-$1/
+Inbox $T/local-$1/INBOX
+
+Channel inbox
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+RC
+	# shellcheck disable=SC2086
+	timeout $((30 * SLOW)) $WRAP mbsync -c "$T/mbsyncrc-$1" -a > "$T/mbsync.out" 2>&1 </dev/null
+}
