@@ -5,10 +5,11 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 testbed
 
+pluginviewer > "$T/viewer.out" || true
 check "saslpluginviewer lists XOAUTH2 and OAUTHBEARER" \
-	sh -c 'saslpluginviewer -c 2>&1 | grep -q "Plugin \"sasl-oauth2\"" &&
-		saslpluginviewer -c 2>&1 | grep -q "mechanism: XOAUTH2" &&
-		saslpluginviewer -c 2>&1 | grep -q "mechanism: OAUTHBEARER"'
+	sh -c "grep -q 'Plugin \"sasl-oauth2\"' '$T/viewer.out' &&
+		grep -q 'mechanism: XOAUTH2' '$T/viewer.out' &&
+		grep -q 'mechanism: OAUTHBEARER' '$T/viewer.out'"
 
 if imtest_ok "$USER1" XOAUTH2; then pass "imtest XOAUTH2 login"; else
 	fail "imtest XOAUTH2 login"; cat "$T/imtest.out"; fi
@@ -29,6 +30,38 @@ if imtest_ok "Other.User@Contoso.com" XOAUTH2; then
 else fail "another mailbox of the domain"; cat "$T/imtest.out"; fi
 check "still one token request" [ "$(token_requests)" = 1 ]
 
+# The real-callback path (SASL_CB_USER/AUTHNAME instead of prompts)
+# sends the same kind of initial response, from the same cached token.
+decode() { sed -n "s/^initial: //p" "$1" | base64 -d | od -An -c | tr -s ' \n' ' '; }
+if saslclient -p -m XOAUTH2 -u "$USER1" > "$T/sc.out" 2>&1; then
+	pass "saslclient (callbacks) XOAUTH2"; else
+	fail "saslclient (callbacks) XOAUTH2"; cat "$T/sc.out"; fi
+ir=$(sed -n 's/^initial: //p' "$T/sc.out" | base64 -d | tr '\001' '|')
+case $ir in
+"user=$USER1|auth=Bearer "*.*.*"||") pass "XOAUTH2 response: user=M^Aauth=Bearer JWT^A^A" ;;
+*) fail "XOAUTH2 response: user=M^Aauth=Bearer JWT^A^A"; decode "$T/sc.out" ;;
+esac
+tok=${ir#*Bearer }; tok=${tok%||}
+if saslclient -p -m OAUTHBEARER -u "$USER1" -H 127.0.0.1 -P "$IMAPS_PORT" > "$T/sc.out" 2>&1; then
+	pass "saslclient (callbacks) OAUTHBEARER"; else
+	fail "saslclient (callbacks) OAUTHBEARER"; cat "$T/sc.out"; fi
+ir=$(sed -n 's/^initial: //p' "$T/sc.out" | base64 -d | tr '\001' '|')
+check "OAUTHBEARER response: n,a=M,^Ahost=H^Aport=P^Aauth=Bearer (same token)^A^A" \
+	[ "$ir" = "n,a=$USER1,|host=127.0.0.1|port=$IMAPS_PORT|auth=Bearer $tok||" ]
+if saslclient -m XOAUTH2 -u "$USER1" -z "$USER1" -n 20 > "$T/sc.out" 2>&1; then
+	pass "20 authentications in one process"; else
+	fail "20 authentications in one process"; cat "$T/sc.out"; fi
+check "still one token request" [ "$(token_requests)" = 1 ]
+
+# The token the plugin handed out is one Dovecot accepts from another
+# client too (curl's own XOAUTH2).
+if command -v curl >/dev/null 2>&1; then
+	check "Dovecot accepts the plugin's token from curl" \
+		curl -sS --max-time 20 --cacert "$T/ca.pem" --user "$USER1" \
+		--login-options AUTH=XOAUTH2 --oauth2-bearer "$tok" \
+		-o "$T/curl.out" "imaps://127.0.0.1:$IMAPS_PORT/"
+fi
+
 check "the secret appears in no output" \
-	sh -c "! grep -rqF -- '$SECRET' '$T/imtest.out' '$T/dovecot/log' '$T/tokend.log' '$T/cache'"
+	sh -c "! grep -rqF -- '$SECRET' '$T/imtest.out' '$T/sc.out' '$T/dovecot/log' '$T/tokend.log' '$T/cache'"
 finish
