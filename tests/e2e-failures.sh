@@ -1,0 +1,96 @@
+#!/bin/sh
+# What a user meets when something is wrong: each failure ends quickly
+# in one clear sentence that the client shows (mbsync and saslclient
+# print sasl_errdetail; imtest prints only "generic failure", so the
+# sentence also goes to the SASL log), never a hang or a secret.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need mbsync
+testbed
+
+# expect_error DESCRIPTION SUBSTRING: saslclient fails with SUBSTRING
+expect_error() {
+	if saslclient -m XOAUTH2 -u "${MAILBOX:-$USER1}" > "$T/sc.out" 2>&1; then
+		fail "$1 (the login succeeded)"; return
+	fi
+	if grep -qF -- "$2" "$T/sc.out"; then pass "$1"; else
+		fail "$1"; echo "# wanted: $2"; sed 's/^/# /' "$T/sc.out"; fi
+}
+
+printf 'not-the-secret\n' > "$T/etc/contoso.secret"
+expect_error "wrong secret: AADSTS7000215 and its meaning" \
+	"invalid_client: AADSTS7000215 (the client secret is wrong"
+if mbsync_run XOAUTH2; then fail "mbsync with a wrong secret fails"; else
+	pass "mbsync with a wrong secret fails"; fi
+check "mbsync shows the AADSTS meaning" grep -q "AADSTS7000215 (the client secret is wrong" "$T/mbsync.out"
+if imtest_login "$USER1" XOAUTH2 && grep -q "Authenticated\." "$T/imtest.out"; then
+	fail "imtest with a wrong secret fails"; else pass "imtest with a wrong secret fails cleanly"; fi
+
+printf 'expired-secret\n' > "$T/etc/contoso.secret"
+expect_error "expired secret: AADSTS7000222" "AADSTS7000222 (the client secret has expired"
+printf '%s\n' "$SECRET" > "$T/etc/contoso.secret"
+
+sed -i "s/tenant = \"$TENANT\"/tenant = \"nosuch.onmicrosoft.com\"/" "$CONF"
+expect_error "unknown tenant: AADSTS90002" "AADSTS90002 (the tenant does not exist"
+sed -i "s/tenant = \"nosuch.onmicrosoft.com\"/tenant = \"$TENANT\"/" "$CONF"
+
+sed -i "s/client_id = \"$CLIENT\"/client_id = \"00000000-0000-0000-0000-00000000dead\"/" "$CONF"
+expect_error "unknown application: AADSTS700016" "AADSTS700016 (no application with this client_id"
+sed -i "s/client_id = \"00000000-0000-0000-0000-00000000dead\"/client_id = \"$CLIENT\"/" "$CONF"
+
+MAILBOX=someone@fabrikam.com expect_error "no account for the mailbox" \
+	"no account in $CONF matches mailbox someone@fabrikam.com"
+
+tokend_mode badjson
+expect_error "garbage from the endpoint" "a body that is not a JSON object"
+tokend_mode token_type_mac
+expect_error "a token that is not Bearer" "token_type other than Bearer"
+tokend_mode hang
+sed -i 's/timeout = [0-9]*;/timeout = 2;/' "$CONF"
+start=$(date +%s)
+expect_error "an endpoint that never answers: bounded by timeout" \
+	"no answer from the token endpoint 127.0.0.1:$TOKEND_PORT within 2 seconds"
+check "and within timeout + 1 s" [ $(( $(date +%s) - start )) -le $((2 + SLOW)) ]
+tokend_mode ""
+
+# A token the server refuses: the plugin answers the challenge, drops
+# the token, and the next login fetches a new one.
+rm -rf "$T/cache"
+tokend_mode wrong_key
+if imtest_ok "$USER1" XOAUTH2; then fail "a refused token fails the login"; else
+	pass "a token refused by Dovecot fails the login cleanly"; fi
+check "imtest got a NO, not a hang or a crash" grep -q "Authentication failed" "$T/imtest.out"
+check "the refused token was dropped from the disk cache" \
+	sh -c "! ls '$T/cache'/*.json >/dev/null 2>&1"
+n=$(token_requests)
+tokend_mode ""
+if imtest_ok "$USER1" OAUTHBEARER; then pass "the next login fetches a new token and succeeds"; else
+	fail "the next login fetches a new token and succeeds"; cat "$T/imtest.out"; fi
+check "exactly one more token request" [ "$(token_requests)" = $((n + 1)) ]
+
+# The challenge path through real callbacks, OAUTHBEARER and XOAUTH2.
+for mech in XOAUTH2:eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJtYWlsIn0= \
+	    OAUTHBEARER:eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=; do
+	m=${mech%%:*}; c=${mech#*:}
+	saslclient -m "$m" -u "$USER1" -c "$c" > "$T/sc.out" 2>&1 || true
+	want=$([ "$m" = XOAUTH2 ] && echo "answer: " || echo "answer: AQ==")
+	check "$m answers the error challenge with the empty/0x01 response" grep -qx "$want" "$T/sc.out"
+	check "$m reports the decoded challenge" grep -q "the server rejected the token for $USER1 (status" "$T/sc.out"
+done
+
+# A missing config never removes the mechanisms; the login names the file.
+export SASL_OAUTH2_CONF="$T/etc/missing.conf"
+pluginviewer > "$T/viewer.out" || true
+check "with no config, the mechanisms are still listed" \
+	grep -q 'mechanism: XOAUTH2' "$T/viewer.out"
+expect_error "with no config, the error names the file" \
+	"cannot open configuration file $T/etc/missing.conf: No such file or directory"
+export SASL_OAUTH2_CONF="$CONF"
+chmod 644 "$T/etc/contoso.secret"
+expect_error "a world-readable secret file is refused with file:line: key" \
+	"$CONF:14: client_secret_file: secret file $T/etc/contoso.secret is accessible by group or others"
+chmod 600 "$T/etc/contoso.secret"
+
+check "the secret appears in no output" \
+	sh -c "! grep -rqF -- '$SECRET' '$T/sc.out' '$T/imtest.out' '$T/mbsync.out' '$T/dovecot/log' '$T/tokend.log'"
+finish
