@@ -11,7 +11,11 @@ a secret or a token). A control file, re-read on every request, selects
 fault modes for failure tests: {"mode": "hang" | "slow:N" | "html500" |
 "429:N" | "503:N" | "badjson" | "no_access_token" | "no_expires_in" |
 "expires_in_string" | "expires_in_absurd" | "token_type_mac" |
-"token_crlf" | "huge" | "wrong_key" | "lifetime:N"}.
+"token_crlf" | "huge" | "wrong_key" | "wrong_domain" | "expired_token" |
+"lifetime:N", "count": N}. With "count", the fault applies to the next N
+well-formed token requests only (counted per content of the control
+file), then the endpoint behaves normally again: "503:1" with count 1 is
+one transient failure followed by success.
 """
 
 import argparse
@@ -54,6 +58,7 @@ class Entra:
         self.control_path = control_path
         self.lock = threading.Lock()
         self.jtis = set()
+        self.faults = {}
         with open(conf["issuer_key"], "rb") as f:
             self.issuer = serialization.load_pem_private_key(f.read(), None)
         self.wrong = rsa.generate_private_key(public_exponent=65537,
@@ -71,15 +76,26 @@ class Entra:
                     "key": cert.public_key()})
 
     def control(self):
+        """The fault mode for this request, from the control file."""
         try:
             with open(self.control_path) as f:
-                return json.load(f).get("mode", "")
-        except (OSError, ValueError):
+                text = f.read()
+            ctl = json.loads(text)
+            mode = str(ctl.get("mode", ""))
+            count = ctl.get("count")
+        except (OSError, ValueError, AttributeError):
             return ""
+        if mode and isinstance(count, int):
+            with self.lock:
+                used = self.faults.get(text, 0)
+                if used >= count:
+                    return ""
+                self.faults[text] = used + 1
+        return mode
 
     def log(self, tenant, client, result):
         with self.lock, open(self.log_path, "a") as f:
-            f.write("%d tenant=%s client=%s result=%s\n"
+            f.write("%.3f tenant=%s client=%s result=%s\n"
                     % (time.time(), tenant, client, result))
 
     @staticmethod
@@ -155,10 +171,10 @@ class Entra:
         jti = claims.get("jti")
         with self.lock:
             if not isinstance(jti, str) or not jti or jti in self.jtis:
-                return self.error(401, "invalid_client", 700025,
-                                  "Client is public so neither "
-                                  "'client_assertion' nor 'client_secret' "
-                                  "should be presented.")
+                return self.error(401, "invalid_client", 700027,
+                                  "Client assertion failed signature "
+                                  "validation. [Reason - The jti claim "
+                                  "is missing or was used before.]")
             self.jtis.add(jti)
         return None
 
@@ -169,14 +185,16 @@ class Entra:
         if mode.startswith("lifetime:"):
             lifetime = int(mode.split(":")[1])
         tinfo = conf["tenants"][tenant]
+        start = now - 7200 if mode == "expired_token" else now
+        domain = "fabrikam.com" if mode == "wrong_domain" else tinfo["domain"]
         claims = {
             "aud": "https://outlook.office.com",
             "iss": "https://sts.windows.net/%s/" % tinfo["id"],
-            "iat": now, "nbf": now, "exp": now + lifetime,
+            "iat": start, "nbf": start, "exp": start + lifetime,
             "sub": "sp-" + cid, "oid": "sp-" + cid, "tid": tinfo["id"],
             "appid": cid, "roles": conf["clients"][cid].get(
                 "roles", ["IMAP.AccessAsApp", "SMTP.SendAsApp"]),
-            "tenant_domain": "app@" + tinfo["domain"],
+            "tenant_domain": "app@" + domain,
             "ver": "1.0"}
         head = {"alg": "RS256", "typ": "JWT", "kid": conf["kid"]}
         signing = b64url(json.dumps(head).encode()) + "." + \
@@ -200,7 +218,10 @@ class Entra:
             answer["access_token"] = token[:20] + "\r\nX" + token[20:]
         return 200, answer
 
-    def handle(self, path, headers, body, token_url):
+    def handle(self, path, headers, body, token_url, seen):
+        """None and the client id when the request is good, else an
+        error answer and a short reason; seen["client"] gets the
+        client_id sent, for the log."""
         parts = path.split("/")
         if (len(parts) != 5 or parts[0] != "" or parts[2:] !=
                 ["oauth2", "v2.0", "token"]):
@@ -229,6 +250,7 @@ class Entra:
                     "duplicate-param", tenant
             form[k] = v
         cid = form.get("client_id", "-")
+        seen["client"] = cid
         if tenant.lower() in ("common", "organizations", "consumers"):
             return self.error(400, "invalid_request", 9001023,
                               "The grant type is not supported over the "
@@ -245,7 +267,9 @@ class Entra:
                               "The app requested an unsupported grant "
                               "type."), "bad-grant", tenant
         client = self.conf["clients"].get(cid)
-        if client is None or client["tenant"] != tenant:
+        tenants = self.conf["tenants"]
+        if client is None or tenants[client["tenant"]]["id"] != \
+                tenants[tenant]["id"]:
             return self.error(400, "unauthorized_client", 700016,
                               "Application with identifier '%s' was not "
                               "found in the directory '%s'."
@@ -317,16 +341,25 @@ def make_handler(entra, port):
                                    "requests."))
 
         def do_POST(self):
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length) if 0 < length < 65536 else b""
-            mode = entra.control()
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                length = -1
+            if not 0 <= length < 65536:
+                self.close_connection = True
+                return self.send(*Entra.error(
+                    411 if length < 0 else 413, "invalid_request", 900144,
+                    "Bad Content-Length."))
+            body = self.rfile.read(length)
             token_url = "https://127.0.0.1:%d%s" % (port, self.path)
+            seen = {"client": "-"}
             answer, cid, tenant = entra.handle(self.path, self.headers,
-                                               body, token_url)
+                                               body, token_url, seen)
             if answer is not None:
-                entra.log(tenant, "-", "error:%s:%s" % (
+                entra.log(tenant, seen["client"], "error:%s:%s" % (
                     answer[1]["error_codes"][0], cid))
                 return self.send(*answer)
+            mode = entra.control()
             if mode == "hang":
                 entra.log(tenant, cid, "hang")
                 time.sleep(3600)
@@ -367,10 +400,16 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--pid-file")
     ap.add_argument("--log", required=True)
-    ap.add_argument("--control", default="/nonexistent")
+    ap.add_argument("--control", default="/nonexistent",
+                    help="fault-mode file, re-read on every request")
+    ap.add_argument("--token-lifetime", type=int,
+                    help="expires_in and token lifetime in seconds "
+                    "(default: the config's \"lifetime\", else 3599)")
     args = ap.parse_args()
     with open(args.config) as f:
         conf = json.load(f)
+    if args.token_lifetime is not None:
+        conf["lifetime"] = args.token_lifetime
     entra = Entra(conf, args.log, args.control)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), None)
     server.daemon_threads = True
