@@ -9,16 +9,17 @@ N=${CLIENTS:-50}
 tokend_mode "slow:0.5"
 
 # wait only for the clients: a bare "wait" would also wait for tokend
+printf '. LOGOUT\r\n' > "$T/logout"
 clients=""
 i=0
 while [ $i -lt $N ]; do
-	( printf '. LOGOUT\r\n' > "$T/logout.$i"
-	  timeout $((60 * SLOW)) $WRAP "$IMTEST" -s -p "$IMAPS_PORT" -m XOAUTH2 -a "user$i@contoso.com" \
-		-f "$T/logout.$i" 127.0.0.1 > "$T/imtest.$i" 2>&1 </dev/null ) &
+	( imtest_login "user$i@contoso.com" XOAUTH2 "$T/imtest.$i" ) &
 	clients="$clients $!"
 	i=$((i + 1))
 done
-for p in $clients; do wait "$p" || true; done
+bad=0
+for p in $clients; do wait "$p" || bad=$((bad + 1)); done
+check "every imtest exited cleanly ($bad did not)" [ "$bad" -eq 0 ]
 
 ok=$(grep -l "Authenticated\." "$T"/imtest.* | wc -l)
 check "$N imtest clients started at once all logged in ($ok)" [ "$ok" -eq "$N" ]
