@@ -1,0 +1,126 @@
+#!/bin/sh
+# The whole test suite, three times over, each in its own VPATH build:
+#
+#   plain     ./configure && make check          unit + end-to-end tests
+#   asan      --enable-sanitizers (ASan+UBSan)   the same; foreign clients
+#             (imtest, mbsync, saslpluginviewer) get the ASan runtime
+#             preloaded by tests/lib.sh so they can dlopen the plugin
+#   valgrind  make check VALGRIND="valgrind ..." unit tests under valgrind;
+#             the e2e tests wrap imtest, mbsync, saslclient and the tool
+#
+# and ends with one line, "N passed, N failed, N skipped", summed over
+# the three runs from automake's .trs files. Exit status 1 when anything
+# failed. Usage, from anywhere:  sh tests/check.sh
+#
+# Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
+# go; default the source tree), JOBS (make -j; default the CPU count),
+# RUNS (default "plain asan valgrind").
+set -eu
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+BUILDROOT=${BUILDROOT:-$src}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+RUNS=${RUNS:-plain asan valgrind}
+VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
+passed=0 failed=0 skipped=0
+start=$(date +%s)
+
+say() { printf '== %s\n' "$*"; }
+
+# A fresh checkout has no configure script yet.
+if [ ! -x "$src/configure" ]; then
+	say "autoreconf -fi"
+	(cd "$src" && autoreconf -fi) > "$BUILDROOT/autoreconf.log" 2>&1 || {
+		cat "$BUILDROOT/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+# VPATH builds refuse a source tree that was configured in place (the
+# README's quick start does that): build from a clean copy of it.
+if [ -f "$src/config.status" ]; then
+	copy="$BUILDROOT/build-src"
+	say "the source tree is configured in place: building from a copy in $copy"
+	rm -rf "$copy"
+	mkdir -p "$copy"
+	(cd "$src" && tar --exclude='./build-*' --exclude=./.git -cf - .) | (cd "$copy" && tar -xf -)
+	(cd "$copy" && make distclean) > /dev/null 2>&1 || true
+	src=$copy
+fi
+
+# count DIR: add the results of the .trs files under DIR to the totals
+# and show the log of every test that did not pass.
+count() {
+	p=0 f=0 s=0
+	for trs in $(find "$1" -name '*.trs' | sort); do
+		res=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
+		name=${trs%.trs}
+		case $res in
+		PASS|XFAIL) p=$((p + 1)) ;;
+		SKIP) s=$((s + 1))
+			echo "   skipped ${name#"$1"/}: $(grep -m 1 '^SKIP' "$name.log" 2>/dev/null || true)" ;;
+		*) f=$((f + 1))
+			echo "   FAILED ${name#"$1"/} ($res); its failed checks and the end of its log:"
+			grep '^not ok' "$name.log" 2>/dev/null | head -n 20 | sed 's/^/   | /' || true
+			tail -n 40 "$name.log" 2>/dev/null | sed 's/^/   | /' ;;
+		esac
+	done
+	echo "   $2: $p passed, $f failed, $s skipped"
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+# run NAME CONFIGURE-ARGS [MAKE-CHECK-VARIABLE]: one build and its tests.
+run() {
+	name=$1 args=$2 var=${3:-}
+	b="$BUILDROOT/build-$name"
+	say "$name: configure $args && make && make check${var:+ (with $var)}"
+	rm -rf "$b"
+	mkdir -p "$b"
+	t0=$(date +%s)
+	# shellcheck disable=SC2086
+	if ! (cd "$b" && "$src/configure" $args > configure.log 2>&1); then
+		tail -n 20 "$b/configure.log"; echo "   $name: configure failed"
+		failed=$((failed + 1)); return
+	fi
+	if ! (cd "$b" && make -j"$JOBS" > make.log 2>&1); then
+		grep -E 'error|Error' "$b/make.log" | head -n 20; echo "   $name: build failed"
+		failed=$((failed + 1)); return
+	fi
+	if [ -n "$var" ]; then
+		(cd "$b" && make -j"$JOBS" check "$var" > check.log 2>&1) || true
+	else
+		(cd "$b" && make -j"$JOBS" check > check.log 2>&1) || true
+	fi
+	if ! find "$b" -name '*.trs' | grep -q .; then
+		tail -n 30 "$b/check.log"; echo "   $name: make check ran no tests"
+		failed=$((failed + 1)); return
+	fi
+	count "$b" "$name ($(($(date +%s) - t0)) s)"
+}
+
+for r in $RUNS; do
+	case $r in
+	plain) run plain "" ;;
+	asan)
+		# Leaks in our own programs are errors; UB stops the program.
+		# tests/lib.sh turns leak detection off for foreign clients.
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+		export ASAN_OPTIONS UBSAN_OPTIONS
+		run asan "--enable-sanitizers"
+		unset ASAN_OPTIONS UBSAN_OPTIONS ;;
+	valgrind)
+		if command -v valgrind > /dev/null 2>&1; then
+			run valgrind "" "VALGRIND=$VG"
+		else
+			echo "   valgrind: not installed, skipped"; skipped=$((skipped + 1))
+		fi ;;
+	*) echo "unknown run $r"; exit 2 ;;
+	esac
+done
+
+echo "(all runs: $(($(date +%s) - start)) s; logs in $BUILDROOT/build-*/)"
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
