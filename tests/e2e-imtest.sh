@@ -1,9 +1,13 @@
 #!/bin/sh
 # imtest (Cyrus, no callbacks: SASL_INTERACT prompts) logs in to a real
-# Dovecot through the freshly built plugin, with XOAUTH2 and OAUTHBEARER.
+# Dovecot through the freshly built plugin, with XOAUTH2 and OAUTHBEARER,
+# with a client secret and with PS256/RS256 certificate assertions; the
+# token cache serves later processes; saslclient (real callbacks) sends
+# the same responses.
 set -eu
 . "$(dirname "$0")/lib.sh"
-testbed
+# two certificate accounts (exact matches win over *@contoso.com)
+testbed "$(cert_account ps@contoso.com PS256)$(cert_account rs@contoso.com RS256)"
 
 pluginviewer > "$T/viewer.out" || true
 check "saslpluginviewer lists XOAUTH2 and OAUTHBEARER" \
@@ -61,6 +65,20 @@ if command -v curl >/dev/null 2>&1; then
 		--login-options AUTH=XOAUTH2 --oauth2-bearer "$tok" \
 		-o "$T/curl.out" "imaps://127.0.0.1:$IMAPS_PORT/"
 fi
+
+# Certificate credentials: the plugin signs its own client assertion,
+# which tokend verifies (thumbprint, signature, aud, iss/sub, time, jti).
+for acct in ps:PS256 rs:RS256; do
+	u=${acct%%:*}@contoso.com alg=${acct#*:}
+	before=$(token_requests)
+	rm -rf "$T/cache"
+	if imtest_ok "$u" XOAUTH2; then pass "imtest login with a $alg client assertion"; else
+		fail "imtest login with a $alg client assertion"; cat "$T/imtest.out"
+		tail -n 3 "$T/tokend.log"; fi
+	check "one token request for the certificate's app" [ "$(token_requests)" = $((before + 1)) ]
+done
+check "the tokend log names the certificate app" grep -q "client=$CERT_CLIENT result=ok" "$T/tokend.log"
+check "no assertion was refused" sh -c "! grep -q 'bad-assertion' '$T/tokend.log'"
 
 check "the secret appears in no output" \
 	sh -c "! grep -rqF -- '$SECRET' '$T/imtest.out' '$T/sc.out' '$T/dovecot/log' '$T/tokend.log' '$T/cache'"
