@@ -94,7 +94,7 @@ main(void)
 	struct oa2_account *a;
 	struct oa2_token t = { NULL, 0 }, t2 = { NULL, 0 };
 	struct oa2_error err;
-	char conf[300], cache[1024], text[1024], *file;
+	char conf[300], cache[300], link[300], text[1024], *file;
 	int from, i, status;
 	time_t now = time(NULL);
 	pid_t kids[20];
@@ -251,14 +251,14 @@ main(void)
 	oa2_config_free(&cfg);
 
 	/* a symlinked cache directory is refused */
-	snprintf(text, sizeof(text), "%s/link", dir);
-	symlink(cache, text);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	symlink(cache, link);
 	chmod(cache, 0700);
-	snprintf(cache, sizeof(cache), "defaults = { ca_file = \"%s/ca.pem\"; "
+	snprintf(text, sizeof(text), "defaults = { ca_file = \"%s/ca.pem\"; "
 	    "cache_dir = \"%s\"; };\naccounts = ( { match = \"*\"; tenant = "
 	    "\"t\"; client_id = \"c\"; client_secret = \"s\"; } );\n", dir,
-	    text);
-	put(conf, cache, 0600);
+	    link);
+	put(conf, text, 0600);
 	oa2_config_load(conf, &lg, &cfg, &err);
 	logged[0] = '\0';
 	ok(oa2_token_get(&cfg->accounts[0], &lg, &t2, &from, &err) == 0,
