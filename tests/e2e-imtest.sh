@@ -77,7 +77,7 @@ for acct in ps:PS256 rs:RS256; do
 		tail -n 3 "$T/tokend.log"; fi
 	check "one token request for the certificate's app" [ "$(token_requests)" = $((before + 1)) ]
 done
-check "the tokend log names the certificate app" grep -q "client=$CERT_CLIENT result=ok" "$T/tokend.log"
+check "tokend verified a PS256 and an RS256 assertion" sh -c "grep -q 'client=$CERT_CLIENT result=ok credential=PS256' '$T/tokend.log' && grep -q 'client=$CERT_CLIENT result=ok credential=RS256' '$T/tokend.log'"
 check "no assertion was refused" sh -c "! grep -q 'bad-assertion' '$T/tokend.log'"
 
 check "the secret appears in no output" \

@@ -303,10 +303,12 @@ cert_account() {
 	  assertion_alg = \"$2\";}"
 }
 
-# mbsync_run MECH [USER]: sync INBOX with mbsync; output in $T/mbsync.out.
+# mbsync_run MECH [USER]: sync INBOX with mbsync into $T/local-MECH (or
+# $T/local-MECH-USER); output in $T/mbsync.out.
 mbsync_run() {
-	mkdir -p "$T/local-$1"
-	cat > "$T/mbsyncrc-$1" <<RC
+	m=$1${2:+-$2}
+	mkdir -p "$T/local-$m"
+	cat > "$T/mbsyncrc-$m" <<RC
 IMAPAccount work
 Host 127.0.0.1
 Port $IMAPS_PORT
@@ -319,8 +321,8 @@ IMAPStore remote
 Account work
 
 MaildirStore local
-Path $T/local-$1/
-Inbox $T/local-$1/INBOX
+Path $T/local-$m/
+Inbox $T/local-$m/INBOX
 
 Channel inbox
 Far :remote:
@@ -330,5 +332,5 @@ Create Near
 SyncState *
 RC
 	# shellcheck disable=SC2086
-	timeout $((30 * SLOW)) $WRAP mbsync -c "$T/mbsyncrc-$1" -a > "$T/mbsync.out" 2>&1 </dev/null
+	timeout $((30 * SLOW)) $WRAP mbsync -c "$T/mbsyncrc-$m" -a > "$T/mbsync.out" 2>&1 </dev/null
 }

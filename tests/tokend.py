@@ -221,7 +221,8 @@ class Entra:
     def handle(self, path, headers, body, token_url, seen):
         """None and the client id when the request is good, else an
         error answer and a short reason; seen["client"] gets the
-        client_id sent, for the log."""
+        client_id sent and seen["credential"] the assertion's alg, for
+        the log."""
         parts = path.split("/")
         if (len(parts) != 5 or parts[0] != "" or parts[2:] !=
                 ["oauth2", "v2.0", "token"]):
@@ -300,6 +301,8 @@ class Entra:
             if bad is not None:
                 return bad, "bad-assertion-%s" % \
                     bad[1]["error_codes"][0], tenant
+            seen["credential"] = json.loads(unb64url(
+                form["client_assertion"].split(".")[0]))["alg"]
         else:
             return self.error(401, "invalid_client", 7000218,
                               "The request body must contain the following "
@@ -386,7 +389,8 @@ def make_handler(entra, port):
                 return self.send(200, b"{\"x\":\"" + b"A" * (8 << 20) +
                                  b"\"}")
             status, answer = entra.issue(tenant, cid, mode)
-            entra.log(tenant, cid, "ok")
+            entra.log(tenant, cid, "ok credential=" +
+                      seen.get("credential", "secret"))
             self.send(status, answer)
     return Handler
 
