@@ -1,5 +1,6 @@
 #!/bin/sh
-# The whole test suite, three times over, each in its own VPATH build:
+# The whole test suite, three times over, each in its own VPATH build,
+# then the release check:
 #
 #   plain     ./configure && make check          unit + end-to-end tests
 #   asan      --enable-sanitizers (ASan+UBSan)   the same; foreign clients
@@ -7,20 +8,21 @@
 #             preloaded by tests/lib.sh so they can dlopen the plugin
 #   valgrind  make check VALGRIND="valgrind ..." unit tests under valgrind;
 #             the e2e tests wrap imtest, mbsync, saslclient and the tool
+#   distcheck make distcheck                     counts as one test
 #
 # and ends with one line, "N passed, N failed", summed over
-# the three runs from automake's .trs files. Exit status 1 when anything
+# the runs from automake's .trs files. Exit status 1 when anything
 # failed. Usage, from anywhere:  sh tests/check.sh
 #
 # Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
 # go; default the source tree), JOBS (make -j; default the CPU count),
-# RUNS (default "plain asan valgrind").
+# RUNS (default "plain asan valgrind distcheck").
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 BUILDROOT=${BUILDROOT:-$src}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-RUNS=${RUNS:-plain asan valgrind}
+RUNS=${RUNS:-plain asan valgrind distcheck}
 VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
 passed=0 failed=0 skipped=0
 start=$(date +%s)
@@ -99,6 +101,19 @@ run() {
 for r in $RUNS; do
 	case $r in
 	plain) run plain "" ;;
+	distcheck)
+		# The release tarball builds, tests, installs and uninstalls
+		# cleanly from a read-only source tree: one result.
+		b="$BUILDROOT/build-distcheck"
+		say "distcheck: configure && make distcheck"
+		rm -rf "$b"; mkdir -p "$b"
+		if (cd "$b" && "$src/configure" > configure.log 2>&1 &&
+		    make distcheck > distcheck.log 2>&1); then
+			echo "   distcheck: 1 passed, 0 failed"; passed=$((passed + 1))
+		else
+			tail -n 30 "$b/distcheck.log" 2>/dev/null | sed 's/^/   | /'
+			echo "   distcheck: 0 passed, 1 failed"; failed=$((failed + 1))
+		fi ;;
 	asan)
 		# Leaks in our own programs are errors; UB stops the program.
 		# tests/lib.sh turns leak detection off for foreign clients.
