@@ -108,7 +108,7 @@ start_tokend() {
 	chmod -R a+rX "$T/keys"
 	[ -f "$T/app.crt" ] || make_client_cert
 	cat > "$T/tokend.json" <<JSON
-{ "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599},
+{ "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599}, "record": "$T/tokend.record",
   "tenants": { "$TENANT": { "id": "$TENANT_ID", "domain": "contoso.com" },
                "$TENANT_ID": { "id": "$TENANT_ID", "domain": "contoso.com" } },
   "clients": {

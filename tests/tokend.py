@@ -93,6 +93,14 @@ class Entra:
                 self.faults[text] = used + 1
         return mode
 
+    def record(self, kind, value):
+        """With "record" in the config, keep every credential received
+        and token issued (one "KIND VALUE" line each), so that a test can
+        look for them in everything the plugin and the tool printed."""
+        if self.conf.get("record") and value:
+            with self.lock, open(self.conf["record"], "a") as f:
+                f.write("%s %s\n" % (kind, value))
+
     def log(self, tenant, client, result):
         with self.lock, open(self.log_path, "a") as f:
             f.write("%.3f tenant=%s client=%s result=%s\n"
@@ -202,6 +210,7 @@ class Entra:
         key = self.wrong if mode == "wrong_key" else self.issuer
         sig = key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
         token = signing + "." + b64url(sig)
+        self.record("token", token)
         answer = {"token_type": "Bearer", "expires_in": lifetime,
                   "ext_expires_in": lifetime, "access_token": token}
         if mode == "no_access_token":
@@ -252,6 +261,8 @@ class Entra:
             form[k] = v
         cid = form.get("client_id", "-")
         seen["client"] = cid
+        for k in ("client_secret", "client_assertion"):
+            self.record(k, form.get(k))
         if tenant.lower() in ("common", "organizations", "consumers"):
             return self.error(400, "invalid_request", 9001023,
                               "The grant type is not supported over the "
