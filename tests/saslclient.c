@@ -6,17 +6,21 @@
  *
  *   saslclient [-m|--mech MECH] -u|--user USER [-z|--authzid AUTHZID]
  *              [-H|--host HOST] [-P|--port PORT] [-n|--count COUNT]
- *              [-c|--challenge BASE64] [-p|--print]
+ *              [-c|--challenge BASE64] [-p|--print] [-s|--stats]
  *
  * --print prints the initial response in base64 ("initial: ...");
  * --challenge feeds a server error challenge to the second step and
  * prints the plugin's answer in base64 ("answer: ..."); --count repeats
  * the whole authentication (sasl_client_new, start, step, dispose)
- * COUNT times in one process. Without --challenge the second step gets
- * no data, as after a server's success. Exit 0 on success, 1 on a SASL
- * failure (errdetail printed), 2 on bad usage. Set SASLCLIENT_DEBUG to
- * see every SASL log line.
+ * COUNT times in one process (with --challenge, every round is refused
+ * and the loop goes on). Without --challenge the second step gets no
+ * data, as after a server's success. --stats prints the resident set
+ * size and the number of open descriptors after the tenth round and
+ * after the last ("stats: round=N rss_kb=N fds=N"). Exit 0 on success,
+ * 1 on a SASL failure (errdetail printed), 2 on bad usage. Set
+ * SASLCLIENT_DEBUG to see every SASL log line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -57,6 +61,31 @@ print64(const char *label, const char *data, unsigned len)
 	printf("%s %s\n", label, buf);
 }
 
+/* VmRSS and open descriptors of this process, from /proc. */
+static void
+print_stats(int round)
+{
+	char line[256];
+	long rss = -1;
+	int fds = 0;
+	FILE *f;
+	DIR *d;
+
+	if ((f = fopen("/proc/self/status", "r")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "VmRSS: %ld", &rss) == 1)
+				break;
+		fclose(f);
+	}
+	if ((d = opendir("/proc/self/fd")) != NULL) {
+		while (readdir(d) != NULL)
+			fds++;
+		closedir(d);
+		fds -= 3;	/* ".", ".." and the directory itself */
+	}
+	fprintf(stderr, "stats: round=%d rss_kb=%ld fds=%d\n", round, rss, fds);
+}
+
 static const struct option longopts[] = {
 	{ "mech", required_argument, NULL, 'm' },
 	{ "user", required_argument, NULL, 'u' },
@@ -66,6 +95,7 @@ static const struct option longopts[] = {
 	{ "count", required_argument, NULL, 'n' },
 	{ "challenge", required_argument, NULL, 'c' },
 	{ "print", no_argument, NULL, 'p' },
+	{ "stats", no_argument, NULL, 's' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -75,7 +105,7 @@ usage(void)
 	fprintf(stderr, "usage: saslclient [--mech MECH] --user USER "
 	    "[--authzid AUTHZID] [--host HOST]\n"
 	    "                  [--port PORT] [--count N] "
-	    "[--challenge BASE64] [--print]\n");
+	    "[--challenge BASE64] [--print] [--stats]\n");
 	return 2;
 }
 
@@ -92,12 +122,12 @@ main(int argc, char **argv)
 	const char *challenge = NULL, *out, *chosen;
 	char remote[128], chal[4096];
 	unsigned outlen, challen = 0;
-	int c, r, i, n = 1, print = 0;
+	int c, r, i, n = 1, print = 0, stats = 0;
 	long count;
 	char *end;
 	sasl_conn_t *conn;
 
-	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:p", longopts,
+	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:ps", longopts,
 	    NULL)) != -1)
 		switch (c) {
 		case 'm': mech = optarg; break;
@@ -115,6 +145,7 @@ main(int argc, char **argv)
 			break;
 		case 'c': challenge = optarg; break;
 		case 'p': print = 1; break;
+		case 's': stats = 1; break;
 		default: return usage();
 		}
 	if (user == NULL || optind != argc)
@@ -142,6 +173,12 @@ main(int argc, char **argv)
 			if (challenge != NULL && r == SASL_CONTINUE) {
 				print64("answer:", out, outlen);
 				r = SASL_FAIL;
+				if (i + 1 < n) {	/* refused: next round */
+					sasl_dispose(&conn);
+					if (stats && (i + 1 == 10))
+						print_stats(i + 1);
+					continue;
+				}
 			}
 		}
 		if (r != SASL_OK) {
@@ -151,7 +188,11 @@ main(int argc, char **argv)
 			break;
 		}
 		sasl_dispose(&conn);
+		if (stats && (i + 1 == 10 || i + 1 == n))
+			print_stats(i + 1);
 	}
+	if (stats && r != SASL_OK && challenge != NULL)
+		print_stats(i + 1);
 	sasl_client_done();
 	return r == SASL_OK ? 0 : 1;
 }
