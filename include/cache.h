@@ -20,6 +20,14 @@ struct oa2_account;
  * A token for acct valid for at least refresh_margin more seconds, into
  * out (a copy; clear it with oa2_token_clear). *from (if not NULL) says
  * where it came from. Thread-safe.
+ *
+ * A permanent refusal of the token endpoint (OA2_ERR_DENIED) is
+ * remembered for acct->failure_backoff seconds, in the disk cache (or in
+ * memory without one): until then every call fails at once with the
+ * same sentence and "(remembered; next attempt in N s)". A different
+ * credential has another cache file, a changed config file does not
+ * honour the record, and `sasl-oauth2 cache clear` removes it.
+ * Transient failures are never remembered.
  */
 int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err);
@@ -36,7 +44,10 @@ char *oa2_cache_file(const struct oa2_account *acct);
 
 /*
  * Read acct's disk cache entry (for `sasl-oauth2 cache list`): expiry
- * into *expires_at. OA2_OK, or OA2_ERR_CACHE when absent or unreadable.
+ * into *expires_at (0 when the file holds no token). OA2_OK;
+ * OA2_ERR_DENIED with the sentence in err while the file holds a
+ * remembered refusal and no token; OA2_ERR_CACHE when absent or
+ * unreadable.
  */
 int oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
     struct oa2_error *err);

@@ -33,6 +33,7 @@ struct oa2_account {
 	char	*cache_dir;		/* NULL: memory only */
 	long	refresh_margin;		/* seconds */
 	long	timeout;		/* seconds, whole token request */
+	long	failure_backoff;	/* seconds a refusal is remembered; 0: never */
 
 	int	cred;			/* OA2_CRED_* */
 	char	*client_secret;		/* OA2_CRED_SECRET; wiped at free */
@@ -41,8 +42,11 @@ struct oa2_account {
 	long	assertion_lifetime;	/* seconds */
 
 	char	cache_key[33];		/* hex; names the disk cache file */
+	char	config_id[80];		/* identity of the config file loaded */
 	struct oa2_token mem;		/* the in-memory cache */
 	int	cache_warned;		/* "cache dir unusable" logged once */
+	char	refused[OA2_ERRMSG_MAX];	/* memory only: a remembered */
+	time_t	refused_until;			/* refusal, until then */
 };
 
 struct oa2_config {

@@ -3,12 +3,16 @@
  * endpoint. The disk cache holds one file per credential; a lock file
  * beside it (flock) makes many processes that start together ask the
  * endpoint once; files are written to a temporary name, fsync'ed and
- * renamed, so a reader never sees a torn file.
+ * renamed, so a reader never sees a torn file, and a writer killed
+ * half-way leaves the previous file (and the kernel drops its lock).
+ * A permanent refusal is kept in the same file for failure_backoff
+ * seconds, so that a busy MTA does not hammer the endpoint.
  */
 #include "config.h"
 
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -122,17 +126,42 @@ wipe_json_string(json_t *v)
 		oa2_wipe((char *)json_string_value(v), json_string_length(v));
 }
 
-/* Read the cache file into out. OA2_ERR_CACHE when absent or invalid. */
+/*
+ * What a cache file holds: a token, or a refusal of the token endpoint
+ * remembered until retry_at by the config file config_id.
+ */
+struct entry {
+	struct oa2_token tok;		/* access_token NULL: none */
+	time_t	retry_at;		/* 0: no refusal */
+	char	config_id[80];
+	char	refused[OA2_ERRMSG_MAX];
+};
+
+static void
+entry_clear(struct entry *e)
+{
+	oa2_token_clear(&e->tok);
+	e->retry_at = 0;
+	e->config_id[0] = '\0';
+	e->refused[0] = '\0';
+}
+
+/*
+ * Read the cache file into e. A file holds a token ("access_token",
+ * "expires_at"), a remembered refusal ("refused", "retry_at",
+ * "config"), or both; files of older versions hold only a token.
+ * OA2_ERR_CACHE when absent or invalid.
+ */
 static int
-disk_read(const struct oa2_account *acct, struct oa2_token *out,
+disk_read(const struct oa2_account *acct, struct entry *e,
     struct oa2_error *err)
 {
-	json_t *root = NULL, *tok, *exp;
+	json_t *root = NULL, *tok, *exp, *ref, *until, *cid;
 	char *path, *text = NULL;
 	size_t len = 0;
 	int r;
 
-	oa2_token_clear(out);
+	entry_clear(e);
 	if ((path = oa2_cache_file(acct)) == NULL)
 		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 	if ((r = oa2_read_file(path, "token cache file", 1, CACHE_MAX,
@@ -146,17 +175,39 @@ disk_read(const struct oa2_account *acct, struct oa2_token *out,
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 	tok = json_object_get(root, "access_token");
 	exp = json_object_get(root, "expires_at");
+	ref = json_object_get(root, "refused");
+	until = json_object_get(root, "retry_at");
+	cid = json_object_get(root, "config");
 	if (!json_is_object(root) ||
 	    json_integer_value(json_object_get(root, "version")) != 1 ||
-	    !json_is_string(tok) || !json_is_integer(exp) ||
-	    !valid_token_text(json_string_value(tok),
-	    json_string_length(tok)) || json_integer_value(exp) <= 0)
+	    (tok == NULL && ref == NULL))
 		goto out;
-	if ((out->access_token = strdup(json_string_value(tok))) == NULL) {
-		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	if ((tok != NULL || exp != NULL) && (!json_is_string(tok) ||
+	    !json_is_integer(exp) || !valid_token_text(json_string_value(tok),
+	    json_string_length(tok)) || json_integer_value(exp) <= 0))
 		goto out;
+	if ((ref != NULL || until != NULL || cid != NULL) &&
+	    (!json_is_string(ref) || json_string_length(ref) == 0 ||
+	    !json_is_integer(until) || json_integer_value(until) <= 0 ||
+	    !json_is_string(cid) ||
+	    json_string_length(cid) >= sizeof(e->config_id)))
+		goto out;
+	if (tok != NULL) {
+		if ((e->tok.access_token = strdup(json_string_value(tok))) ==
+		    NULL) {
+			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		e->tok.expires_at = (time_t)json_integer_value(exp);
 	}
-	out->expires_at = (time_t)json_integer_value(exp);
+	if (ref != NULL) {
+		oa2_sanitize(e->refused, sizeof(e->refused),
+		    json_string_value(ref), json_string_length(ref),
+		    sizeof(e->refused) - 1);
+		e->retry_at = (time_t)json_integer_value(until);
+		memcpy(e->config_id, json_string_value(cid),
+		    json_string_length(cid) + 1);
+	}
 	r = OA2_OK;
 	oa2_clearerr(err);
  out:
@@ -168,9 +219,35 @@ disk_read(const struct oa2_account *acct, struct oa2_token *out,
 	return r;
 }
 
-/* Write the token to a temporary file and rename it into place. */
+/*
+ * Remove the temporary files a writer killed before its rename left
+ * behind (they may hold a token). Only with the lock held: every other
+ * writer of this credential holds it too while its file is unnamed.
+ */
+static void
+sweep(const struct oa2_account *acct)
+{
+	struct dirent *de;
+	size_t klen = strlen(acct->cache_key);
+	DIR *d;
+
+	if ((d = opendir(acct->cache_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] == '.' &&
+		    strncmp(de->d_name + 1, acct->cache_key, klen) == 0 &&
+		    de->d_name[klen + 1] == '.' &&
+		    strlen(de->d_name + klen + 2) == 6)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
+/*
+ * Write e (its token, its refusal, or both) to a temporary file and
+ * rename it into place.
+ */
 static int
-disk_write(const struct oa2_account *acct, const struct oa2_token *t,
+disk_write(const struct oa2_account *acct, const struct entry *e,
     struct oa2_error *err)
 {
 	char *path = NULL, *tmp = NULL, *text = NULL;
@@ -179,10 +256,19 @@ disk_write(const struct oa2_account *acct, const struct oa2_token *t,
 	ssize_t n;
 	int fd = -1, r = OA2_ERR_NOMEM;
 
-	root = json_pack("{s:i, s:s, s:s, s:I}", "version", 1, "account",
-	    acct->match, "access_token", t->access_token, "expires_at",
-	    (json_int_t)t->expires_at);
-	if (root == NULL || (text = json_dumps(root, JSON_COMPACT)) == NULL ||
+	root = json_pack("{s:i, s:s}", "version", 1, "account", acct->match);
+	if (root == NULL || (e->tok.access_token != NULL &&
+	    (json_object_set_new(root, "access_token",
+	    json_string(e->tok.access_token)) != 0 ||
+	    json_object_set_new(root, "expires_at",
+	    json_integer((json_int_t)e->tok.expires_at)) != 0)) ||
+	    (e->retry_at != 0 && (json_object_set_new(root, "refused",
+	    json_string(e->refused)) != 0 ||
+	    json_object_set_new(root, "retry_at",
+	    json_integer((json_int_t)e->retry_at)) != 0 ||
+	    json_object_set_new(root, "config",
+	    json_string(e->config_id)) != 0)) ||
+	    (text = json_dumps(root, JSON_COMPACT)) == NULL ||
 	    (path = oa2_cache_file(acct)) == NULL ||
 	    asprintf(&tmp, "%s/.%s.XXXXXX", acct->cache_dir,
 	    acct->cache_key) == -1) {
@@ -303,41 +389,128 @@ fetch(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	return r;
 }
 
+/*
+ * Whether a refusal remembered until `until` by the config config_id
+ * still holds: back-off on, the same config file, and not further
+ * ahead than failure_backoff (the clock may have been set back).
+ */
+static int
+backing_off(const struct oa2_account *acct, time_t until,
+    const char *config_id, time_t now)
+{
+	return acct->failure_backoff > 0 && until > now &&
+	    until <= now + acct->failure_backoff &&
+	    strcmp(config_id, acct->config_id) == 0;
+}
+
+/* Fail with a remembered refusal. */
+static int
+refuse(const char *sentence, time_t until, time_t now, struct oa2_error *err)
+{
+	return oa2_seterr(err, OA2_ERR_DENIED, "%.*s (remembered; next "
+	    "attempt in %ld s)", OA2_ERRMSG_MAX - 48, sentence,
+	    (long)(until - now));
+}
+
+/*
+ * The token endpoint refused (a permanent error): remember it in e for
+ * failure_backoff seconds, so that the processes that come next fail
+ * at once instead of asking again. Transient failures are not kept.
+ */
+static int
+remember(struct oa2_account *acct, const struct oa2_log *lg,
+    const struct oa2_error *err, struct entry *e)
+{
+	if (err->code != OA2_ERR_DENIED || acct->failure_backoff <= 0)
+		return 0;
+	oa2_sanitize(e->refused, sizeof(e->refused), err->msg,
+	    sizeof(err->msg), sizeof(e->refused) - 1);
+	e->retry_at = time(NULL) + acct->failure_backoff;
+	snprintf(e->config_id, sizeof(e->config_id), "%s", acct->config_id);
+	oa2_log(lg, OA2_LOG_INFO, "not asking the token endpoint again for "
+	    "account %s for %ld s (failure_backoff)", acct->match,
+	    acct->failure_backoff);
+	return 1;
+}
+
 /* The disk path: read, lock, read again, fetch, write. */
 static int
 from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
-	struct oa2_token disk = { NULL, 0 };
+	struct entry disk = { { NULL, 0 }, 0, "", "" };
 	struct oa2_error werr;
-	int fd, r;
+	int fd = -1, r, locked = 0;
 
-	if (disk_read(acct, &disk, &werr) == 0 && fresh(&disk, acct, now)) {
-		*out = disk;
-		*from = OA2_FROM_DISK;
-		return OA2_OK;
+	for (;;) {
+		if (disk_read(acct, &disk, &werr) == 0) {
+			if (fresh(&disk.tok, acct, now)) {
+				*out = disk.tok;
+				memset(&disk.tok, 0, sizeof(disk.tok));
+				*from = OA2_FROM_DISK;
+				r = OA2_OK;
+				goto out;
+			}
+			if (backing_off(acct, disk.retry_at, disk.config_id,
+			    now)) {
+				r = refuse(disk.refused, disk.retry_at, now,
+				    err);
+				goto out;
+			}
+		}
+		if (locked)
+			break;
+		/* Another process may refresh it while we wait. */
+		if ((fd = lock_take(acct, acct->timeout + 1)) == -1)
+			oa2_log(lg, OA2_LOG_WARNING, "cannot lock the token "
+			    "cache of account %s; asking the token endpoint "
+			    "without it", acct->match);
+		else
+			sweep(acct);
+		locked = 1;
+		now = time(NULL);	/* we may have waited */
 	}
-	fd = lock_take(acct, acct->timeout + 1);
-	if (fd == -1)
-		oa2_log(lg, OA2_LOG_WARNING, "cannot lock the token cache of "
-		    "account %s; asking the token endpoint without it",
-		    acct->match);
-	/* Another process may have refreshed it while we waited. */
-	if (disk_read(acct, &disk, &werr) == 0 && fresh(&disk, acct, now)) {
-		*out = disk;
-		*from = OA2_FROM_DISK;
-		lock_release(fd);
-		return OA2_OK;
-	}
-	if (disk.access_token == NULL && acct->mem.access_token != NULL)
-		oa2_token_copy(&disk, &acct->mem);
-	if ((r = fetch(acct, lg, now, &disk, out, err)) == 0) {
+	if (disk.tok.access_token == NULL && acct->mem.access_token != NULL)
+		oa2_token_copy(&disk.tok, &acct->mem);
+	if ((r = fetch(acct, lg, now, &disk.tok, out, err)) == 0) {
 		*from = OA2_FROM_SERVER;
-		if (disk_write(acct, out, &werr) != 0)
+		entry_clear(&disk);
+		disk.tok = *out;
+		r = disk_write(acct, &disk, &werr);
+		memset(&disk.tok, 0, sizeof(disk.tok));	/* still out's */
+		if (r != 0)
+			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
+		r = OA2_OK;
+	} else if (remember(acct, lg, err, &disk)) {
+		/* the refused credential's token is of no further use */
+		oa2_token_clear(&disk.tok);
+		if (disk_write(acct, &disk, &werr) != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 	}
+ out:
 	lock_release(fd);
-	oa2_token_clear(&disk);
+	entry_clear(&disk);
+	return r;
+}
+
+/* Without a disk cache: memory, and the refusal remembered in memory. */
+static int
+from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
+    struct oa2_token *out, struct oa2_error *err)
+{
+	struct entry e = { { NULL, 0 }, 0, "", "" };
+	int r;
+
+	if (backing_off(acct, acct->refused_until, acct->config_id, now))
+		return refuse(acct->refused, acct->refused_until, now, err);
+	if (oa2_token_copy(&e.tok, &acct->mem) != 0)
+		return OA2_ERR_NOMEM;
+	if ((r = fetch(acct, lg, now, &e.tok, out, err)) != 0 &&
+	    remember(acct, lg, err, &e)) {
+		memcpy(acct->refused, e.refused, sizeof(acct->refused));
+		acct->refused_until = e.retry_at;
+	}
+	entry_clear(&e);
 	return r;
 }
 
@@ -345,7 +518,7 @@ int
 oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
-	struct oa2_token tok = { NULL, 0 }, stale = { NULL, 0 };
+	struct oa2_token tok = { NULL, 0 };
 	struct oa2_error derr;
 	time_t now = time(NULL);
 	int where = OA2_FROM_MEMORY, r;
@@ -365,8 +538,7 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 	if (acct->cache_dir != NULL && !acct->cache_warned)
 		r = from_disk(acct, lg, now, &tok, &where, err);
 	else {
-		oa2_token_copy(&stale, &acct->mem);
-		r = fetch(acct, lg, now, &stale, &tok, err);
+		r = from_memory(acct, lg, now, &tok, err);
 		where = OA2_FROM_SERVER;
 	}
 	if (r != 0)
@@ -374,11 +546,11 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 	oa2_token_clear(&acct->mem);
 	acct->mem = tok;
 	memset(&tok, 0, sizeof(tok));		/* transferred */
+	acct->refused_until = 0;
 	r = oa2_token_copy(out, &acct->mem);
  out:
 	pthread_mutex_unlock(&cache_mutex);
 	oa2_token_clear(&tok);
-	oa2_token_clear(&stale);
 	if (r == 0 && from != NULL)
 		*from = where;
 	if (r == OA2_ERR_NOMEM)
@@ -390,7 +562,7 @@ void
 oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token)
 {
-	struct oa2_token disk = { NULL, 0 };
+	struct entry disk = { { NULL, 0 }, 0, "", "" };
 	struct oa2_error err;
 	char *path;
 	int fd;
@@ -402,7 +574,8 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
 	    (fd = lock_take(acct, 2)) != -1) {
 		if (disk_read(acct, &disk, &err) == 0 &&
-		    strcmp(disk.access_token, token) == 0 &&
+		    disk.tok.access_token != NULL &&
+		    strcmp(disk.tok.access_token, token) == 0 &&
 		    (path = oa2_cache_file(acct)) != NULL) {
 			if (unlink(path) == -1)
 				oa2_log(lg, OA2_LOG_WARNING, "cannot remove "
@@ -411,7 +584,7 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 			free(path);
 		}
 		lock_release(fd);
-		oa2_token_clear(&disk);
+		entry_clear(&disk);
 	}
 	pthread_mutex_unlock(&cache_mutex);
 	oa2_log(lg, OA2_LOG_INFO, "dropped the cached token of account %s",
@@ -422,15 +595,20 @@ int
 oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
     struct oa2_error *err)
 {
-	struct oa2_token disk = { NULL, 0 };
+	struct entry disk = { { NULL, 0 }, 0, "", "" };
+	time_t now = time(NULL);
 	int r;
 
 	*expires_at = 0;
 	if (acct->cache_dir == NULL)
 		return oa2_seterr(err, OA2_ERR_CACHE, "account %s keeps "
 		    "tokens in memory only", acct->match);
-	if ((r = disk_read(acct, &disk, err)) == 0)
-		*expires_at = disk.expires_at;
-	oa2_token_clear(&disk);
+	if ((r = disk_read(acct, &disk, err)) == 0) {
+		*expires_at = disk.tok.expires_at;
+		if (disk.tok.access_token == NULL &&
+		    backing_off(acct, disk.retry_at, disk.config_id, now))
+			r = refuse(disk.refused, disk.retry_at, now, err);
+	}
+	entry_clear(&disk);
 	return r;
 }

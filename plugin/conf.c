@@ -35,6 +35,7 @@ struct settings {
 	const char	*cache_dir;
 	long		refresh_margin;
 	long		timeout;
+	long		failure_backoff;
 	int		assertion_alg;
 	long		assertion_lifetime;
 	int		ca_file_set;	/* explicitly configured */
@@ -43,7 +44,8 @@ struct settings {
 /* The keys each group may hold; anything else is an error. */
 static const char *const setting_keys[] = {
 	"authority", "scope", "ca_file", "cache_dir", "refresh_margin",
-	"timeout", "assertion_alg", "assertion_lifetime", NULL
+	"timeout", "failure_backoff", "assertion_alg", "assertion_lifetime",
+	NULL
 };
 static const char *const account_keys[] = {
 	"match", "tenant", "client_id", "client_secret", "client_secret_file",
@@ -165,6 +167,8 @@ read_settings(struct loader *ld, const config_setting_t *g,
 	    (r = get_long(ld, g, "refresh_margin", 0, 86400,
 	    &st->refresh_margin)) != 0 ||
 	    (r = get_long(ld, g, "timeout", 1, 300, &st->timeout)) != 0 ||
+	    (r = get_long(ld, g, "failure_backoff", 0, 3600,
+	    &st->failure_backoff)) != 0 ||
 	    (r = get_long(ld, g, "assertion_lifetime", 60, 600,
 	    &st->assertion_lifetime)) != 0 ||
 	    (r = get_string(ld, g, "assertion_alg", &alg)) != 0)
@@ -471,6 +475,12 @@ load_account(struct loader *ld, const config_setting_t *g,
 		return r;
 	a->refresh_margin = st.refresh_margin;
 	a->timeout = st.timeout;
+	a->failure_backoff = st.failure_backoff;
+	/* A remembered refusal holds only for the file that saw it. */
+	snprintf(a->config_id, sizeof(a->config_id), "%lx:%lx:%lld.%09ld:%lld",
+	    (unsigned long)ld->cfg->dev, (unsigned long)ld->cfg->ino,
+	    (long long)ld->cfg->mtime.tv_sec, (long)ld->cfg->mtime.tv_nsec,
+	    (long long)ld->cfg->size);
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
 	s = config_setting_get_member(g, "ca_file");
@@ -486,7 +496,7 @@ load(struct loader *ld, config_t *lc)
 	struct oa2_config *cfg = ld->cfg;
 	struct settings defaults = {
 		DEFAULT_AUTHORITY, DEFAULT_SCOPE, DEFAULT_CA_FILE,
-		DEFAULT_CACHE_DIR, 600, 15, OA2_ALG_PS256, 300, 0
+		DEFAULT_CACHE_DIR, 600, 15, 60, OA2_ALG_PS256, 300, 0
 	};
 	static const char *const top_keys[] = {
 		"version", "defaults", "accounts", NULL

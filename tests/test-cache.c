@@ -1,13 +1,23 @@
 /*
  * The token cache: memory, disk, expiry, permissions, corruption,
- * forgetting, stale fallback, and single flight across processes.
- * The token endpoint is replaced by a counting stub of oa2_token_fetch.
+ * forgetting, stale fallback, single flight across processes, the
+ * back-off after a refusal, and writers or lock holders killed with
+ * SIGKILL. The token endpoint is replaced by a counting stub of
+ * oa2_token_fetch, and fsync by a version that can stop a writer in
+ * the middle of its write.
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -47,15 +57,32 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 static int
 requests(void)
 {
-	char buf[4096];
-	ssize_t n;
-	int fd = open(counter, O_RDONLY);
+	struct stat st;
 
-	if (fd == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	return n > 0 ? (int)n / 2 : 0;
+	return stat(counter, &st) == 0 ? (int)(st.st_size / 2) : 0;
+}
+
+/*
+ * fsync, as the cache calls it after writing the temporary file. When
+ * fsync_stop is set (in a child), it tears the file in half, tells the
+ * parent through fsync_stop, and waits to be killed: a writer caught
+ * in the middle of its write, its lock held.
+ */
+static int fsync_stop = -1;
+
+int
+fsync(int fd)
+{
+	struct stat st;
+
+	if (fsync_stop != -1) {
+		if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size / 2) == 0 &&
+		    write(fsync_stop, "w", 1) == 1)
+			for (;;)
+				pause();
+		_exit(3);
+	}
+	return (int)syscall(SYS_fsync, fd);
 }
 
 static char logged[2048];
@@ -84,6 +111,501 @@ file_mode(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static double
+mono(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The whole of a small file, in a static buffer ("" when absent). */
+static const char *
+slurp(const char *path)
+{
+	static char buf[8192];
+	ssize_t n;
+	int fd;
+
+	buf[0] = '\0';
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return buf;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* How many temporary files (".KEY.XXXXXX") lie in the cache directory. */
+static int
+temp_files(const struct oa2_account *a)
+{
+	struct dirent *de;
+	DIR *d = opendir(a->cache_dir);
+	int n = 0;
+
+	while (d != NULL && (de = readdir(d)) != NULL)
+		if (de->d_name[0] == '.' &&
+		    strncmp(de->d_name + 1, a->cache_key, 32) == 0)
+			n++;
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
+/* Whether another process holds the account's lock file. */
+static int
+lock_held(const struct oa2_account *a)
+{
+	char path[400];
+	int fd, held;
+
+	snprintf(path, sizeof(path), "%s/%s.lock", a->cache_dir, a->cache_key);
+	if ((fd = open(path, O_RDWR)) == -1)
+		return 0;
+	held = flock(fd, LOCK_EX | LOCK_NB) == -1;
+	close(fd);
+	return held;
+}
+
+/*
+ * A config in dir/b.conf with one account "*" whose secret is secret,
+ * cache_dir dir/bcache (cache_dir = "" with memory), and more settings
+ * for defaults.
+ */
+static struct oa2_config *
+conf_with(const char *settings, const char *secret, int memory)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_error err;
+	char path[300], text[1024];
+
+	snprintf(path, sizeof(path), "%s/b.conf", dir);
+	snprintf(text, sizeof(text), "defaults = { ca_file = \"%s/ca.pem\"; "
+	    "cache_dir = \"%s%s\"; refresh_margin = 600; timeout = 5; %s };\n"
+	    "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\"; "
+	    "client_secret = \"%s\"; } );\n", dir, memory ? "" : dir,
+	    memory ? "" : "/bcache", settings, secret);
+	put(path, text, 0600);
+	if (oa2_config_load(path, &lg, &cfg, &err) != 0) {
+		printf("# %s\n", err.msg);
+		exit(1);
+	}
+	return cfg;
+}
+
+/* oa2_token_get in a child process: its exit status says 0 (a token). */
+static pid_t
+get_in_child(struct oa2_account *a)
+{
+	pid_t pid;
+
+	if ((pid = fork()) == 0) {
+		struct oa2_token kt = { NULL, 0 };
+		struct oa2_error kerr;
+
+		_exit(oa2_token_get(a, NULL, &kt, NULL, &kerr) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+/*
+ * A permanent refusal is remembered (disk, then memory-only accounts)
+ * for failure_backoff seconds; transient failures are not; a new
+ * config, a new credential, or removing the file drops it.
+ */
+static void
+test_backoff(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg, *cfg2;
+	struct oa2_account *a;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	char text[1024], key[33], *file;
+	time_t exp;
+	int i, from, status;
+	pid_t kids[20];
+
+	cfg = conf_with("", "B4ckoff-s3cret", 0);
+	a = &cfg->accounts[0];
+	ok(a->failure_backoff == 60, "failure_backoff defaults to 60 s");
+	file = oa2_cache_file(a);
+
+	/* an old writer's file (a token and nothing else) still reads */
+	mkdir(a->cache_dir, 0700);
+	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
+	    "\"access_token\":\"from-an-old-release\",\"expires_at\":%ld}",
+	    (long)time(NULL) + 3000);
+	put(file, text, 0600);
+	i = requests();
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_DISK && strcmp(t.access_token,
+	    "from-an-old-release") == 0 && requests() == i,
+	    "a cache file of the previous format is read");
+	oa2_token_clear(&t);
+	oa2_token_clear(&a->mem);
+
+	/* a refusal: asked once, then remembered */
+	unlink(file);
+	stub_result = OA2_ERR_DENIED;
+	logged[0] = '\0';
+	i = requests();
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 1, "a refusal fails");
+	is_str(err.msg, "stub failure", "with the endpoint's sentence alone");
+	has_str(logged, "not asking the token endpoint again for account * "
+	    "for 60 s (failure_backoff)", "the back-off is logged");
+	has_str(slurp(file), "\"refused\":\"stub failure\"",
+	    "the refusal is in the cache file");
+	ok(strstr(slurp(file), "B4ckoff") == NULL &&
+	    strstr(slurp(file), "access_token") == NULL,
+	    "which holds no secret and no token");
+	ok(file_mode(file) == 0600, "and is private");
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 1 && t.access_token == NULL,
+	    "the next attempt fails without a request");
+	has_str(err.msg, "stub failure (remembered; next attempt in ",
+	    "with the remembered sentence");
+	ok(strstr(err.msg, "in 60 s)") != NULL ||
+	    strstr(err.msg, "in 59 s)") != NULL, "and the seconds left");
+	ok(oa2_cache_peek(a, &exp, &err) == OA2_ERR_DENIED && exp == 0,
+	    "cache list sees the refusal");
+	has_str(err.msg, "(remembered; next attempt in", "and says so");
+
+	/* 20 processes with the refusal on disk: no request at all */
+	for (int k = 0; k < 20; k++)
+		kids[k] = get_in_child(a);
+	status = 0;
+	for (int k = 0; k < 20; k++) {
+		int st;
+
+		waitpid(kids[k], &st, 0);
+		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 1;
+	}
+	ok(status == 0 && requests() == i + 1,
+	    "20 more processes fail at once, without a request");
+
+	/* ... and 20 processes that meet a refusal together: one request */
+	unlink(file);
+	stub_sleep_ms = 300;
+	for (int k = 0; k < 20; k++)
+		kids[k] = get_in_child(a);
+	status = 0;
+	for (int k = 0; k < 20; k++) {
+		int st;
+
+		waitpid(kids[k], &st, 0);
+		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 1;
+	}
+	stub_sleep_ms = 0;
+	ok(status == 0 && requests() == i + 2,
+	    "20 processes refused together made one request");
+
+	/* forgetting a token leaves the refusal alone */
+	oa2_token_forget(a, &lg, "some-token");
+	ok(strstr(slurp(file), "\"refused\"") != NULL,
+	    "forget keeps a refusal");
+
+	/* a record from the future (the clock went back) is not trusted */
+	snprintf(text, sizeof(text), "{\"version\":1,\"refused\":\"old\","
+	    "\"retry_at\":%ld,\"config\":\"%s\"}", (long)time(NULL) + 3600,
+	    a->config_id);
+	put(file, text, 0600);
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 3 && strcmp(err.msg, "stub failure") == 0,
+	    "a refusal further ahead than failure_backoff is ignored");
+
+	/* nor an expired one */
+	snprintf(text, sizeof(text), "{\"version\":1,\"refused\":\"old\","
+	    "\"retry_at\":%ld,\"config\":\"%s\"}", (long)time(NULL) - 1,
+	    a->config_id);
+	put(file, text, 0600);
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 4, "an expired refusal is asked again");
+
+	/* corrupt refusal records are replaced */
+	{
+		static const char *const bad[] = {
+			"{\"version\":1,\"refused\":\"x\"}",
+			"{\"version\":1,\"refused\":\"x\",\"retry_at\":\"9\","
+			"\"config\":\"c\"}",
+			"{\"version\":1,\"refused\":\"\",\"retry_at\":9999999999,"
+			"\"config\":\"c\"}",
+			"{\"version\":1,\"refused\":7,\"retry_at\":9999999999,"
+			"\"config\":\"c\"}",
+			"{\"version\":1,\"retry_at\":9999999999}",
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+			put(file, bad[k], 0600);
+			ok(oa2_cache_peek(a, &exp, &err) == OA2_ERR_CACHE,
+			    "a corrupt refusal record is refused");
+		}
+	}
+
+	/* the refusal is dropped by a changed config file ... */
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 5, "refused again (the corrupt file replaced)");
+	memcpy(key, a->cache_key, sizeof(key));
+	usleep(20000);
+	cfg2 = conf_with("", "B4ckoff-s3cret", 0);
+	ok(strcmp(cfg2->accounts[0].cache_key, key) == 0 &&
+	    strcmp(cfg2->accounts[0].config_id, a->config_id) != 0,
+	    "a rewritten config: same cache file, another config identity");
+	ok(oa2_token_get(&cfg2->accounts[0], &lg, &t, &from, &err) ==
+	    OA2_ERR_DENIED && requests() == i + 6 &&
+	    strcmp(err.msg, "stub failure") == 0,
+	    "a changed config file asks again");
+	oa2_config_free(&cfg2);
+
+	/* ... by a new credential, which has a cache file of its own ... */
+	cfg2 = conf_with("", "a-new-s3cret", 0);
+	ok(strcmp(cfg2->accounts[0].cache_key, key) != 0,
+	    "a new secret: another cache file");
+	stub_result = OA2_OK;
+	ok(oa2_token_get(&cfg2->accounts[0], &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == i + 7,
+	    "a new secret asks again at once");
+	oa2_token_clear(&t);
+	oa2_config_free(&cfg2);
+	oa2_config_free(&cfg);
+
+	/* ... and by removing the file (sasl-oauth2 cache clear) */
+	cfg = conf_with("", "B4ckoff-s3cret", 0);
+	a = &cfg->accounts[0];
+	stub_result = OA2_ERR_DENIED;
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 8, "(refused and remembered again)");
+	unlink(file);
+	stub_result = OA2_OK;
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    requests() == i + 9, "without the file, the endpoint is asked");
+	ok(strstr(slurp(file), "refused") == NULL &&
+	    strstr(slurp(file), "access_token") != NULL,
+	    "a token replaces the refusal");
+	oa2_token_clear(&t);
+
+	/* transient failures are not remembered */
+	oa2_token_clear(&a->mem);
+	unlink(file);
+	for (int k = 0; k < 2; k++) {
+		stub_result = k == 0 ? OA2_ERR_NETWORK : OA2_ERR_TRANSIENT;
+		ok(oa2_token_get(a, &lg, &t, &from, &err) == stub_result &&
+		    requests() == i + 10 + k && access(file, F_OK) == -1,
+		    k == 0 ? "a network failure is not remembered" :
+		    "a transient refusal is not remembered");
+	}
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_TRANSIENT &&
+	    requests() == i + 12, "and the next attempt asks again");
+
+	/* a still-valid token survives a transient refusal, not a denial */
+	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":"
+	    "\"stale2\",\"expires_at\":%ld}", (long)time(NULL) + 300);
+	put(file, text, 0600);
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    strcmp(t.access_token, "stale2") == 0,
+	    "a transient refusal: the still-valid token is used");
+	oa2_token_clear(&t);
+	oa2_token_clear(&a->mem);
+	oa2_config_free(&cfg);
+
+	/* failure_backoff = 0: nothing remembered */
+	cfg = conf_with("failure_backoff = 0;", "B4ckoff-s3cret", 0);
+	a = &cfg->accounts[0];
+	unlink(file);
+	i = requests();
+	stub_result = OA2_ERR_DENIED;
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 2 && access(file, F_OK) == -1,
+	    "failure_backoff = 0: every attempt asks");
+	oa2_config_free(&cfg);
+
+	/* no disk cache: remembered in memory, for that config only */
+	cfg = conf_with("failure_backoff = 30;", "B4ckoff-s3cret", 1);
+	a = &cfg->accounts[0];
+	ok(a->cache_dir == NULL && a->failure_backoff == 30,
+	    "memory only, failure_backoff = 30");
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
+	    requests() == i + 3, "memory only: a refusal is remembered");
+	has_str(err.msg, "stub failure (remembered; next attempt in 30 s)",
+	    "with the same sentence");
+	oa2_config_free(&cfg);
+	cfg = conf_with("failure_backoff = 30;", "B4ckoff-s3cret", 1);
+	a = &cfg->accounts[0];
+	stub_result = OA2_ERR_TRANSIENT;
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_TRANSIENT &&
+	    oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_TRANSIENT &&
+	    requests() == i + 5,
+	    "a reloaded config asks again; transient is not remembered");
+	stub_result = OA2_OK;
+	oa2_config_free(&cfg);
+	free(file);
+}
+
+/*
+ * A writer killed with SIGKILL in the middle of its write (the
+ * temporary file torn in half, the lock held): the cache file is the
+ * previous one, intact, and the next process is not blocked.
+ */
+static void
+test_killed_writer(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_account *a;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	struct pollfd pfd;
+	char text[1024], before[1024], *file;
+	int pfds[2], from, i, st;
+	double t0;
+	time_t exp;
+	pid_t pid;
+
+	cfg = conf_with("", "k1ll-s3cret", 0);
+	a = &cfg->accounts[0];
+	file = oa2_cache_file(a);
+	mkdir(a->cache_dir, 0700);
+	/* a valid token inside the margin: the next get rewrites it */
+	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
+	    "\"access_token\":\"before-the-kill\",\"expires_at\":%ld}",
+	    (long)time(NULL) + 500);
+	put(file, text, 0600);
+	snprintf(before, sizeof(before), "%s", text);
+
+	if (pipe(pfds) == -1)
+		abort();
+	i = requests();
+	if ((pid = fork()) == 0) {
+		close(pfds[0]);
+		fsync_stop = pfds[1];
+		_exit(oa2_token_get(a, NULL, &t, NULL, &err) == 0 ? 0 : 2);
+	}
+	close(pfds[1]);
+	pfd.fd = pfds[0];
+	pfd.events = POLLIN;
+	ok(poll(&pfd, 1, 20000) == 1 && read(pfds[0], text, 1) == 1,
+	    "a writer stopped in the middle of its write");
+	close(pfds[0]);
+	ok(lock_held(a) && temp_files(a) == 1 && requests() == i + 1,
+	    "holding the lock, a torn temporary file beside the cache");
+	is_str(slurp(file), before, "the cache file is still the old one");
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed (SIGKILL)");
+	is_str(slurp(file), before, "after the kill: the old file, intact");
+	ok(oa2_cache_peek(a, &exp, &err) == 0 && exp > time(NULL),
+	    "and readable");
+	ok(!lock_held(a), "the dead writer's lock is gone");
+
+	t0 = mono();
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == i + 2,
+	    "the next process refreshes the token");
+	ok(mono() - t0 < 2, "without waiting for the dead lock holder");
+	ok(temp_files(a) == 0, "and removes the torn temporary file");
+	ok(strcmp(slurp(file), before) != 0 &&
+	    oa2_cache_peek(a, &exp, &err) == 0 &&
+	    exp >= time(NULL) + 3590, "the new file is complete");
+	oa2_token_clear(&t);
+	oa2_token_clear(&a->mem);
+	oa2_config_free(&cfg);
+	free(file);
+}
+
+/*
+ * A process that dies (SIGKILL) while it holds the lock and waits for
+ * the endpoint does not block the others; and a writer killed at random
+ * moments, many times over, never leaves a torn or unreadable file.
+ */
+static void
+test_killed_holder(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_account *a;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	char text[200], *file;
+	int i, k, from, st, bad = 0, kills = 0, midway = 0;
+	double t0;
+	time_t exp;
+	pid_t pid, waiter;
+
+	cfg = conf_with("", "h0lder-s3cret", 0);
+	a = &cfg->accounts[0];
+	file = oa2_cache_file(a);
+	unlink(file);
+	i = requests();
+	stub_sleep_ms = 30000;
+	pid = get_in_child(a);
+	stub_sleep_ms = 0;
+	for (k = 0; k < 2000 && (requests() == i || !lock_held(a)); k++)
+		usleep(5000);
+	ok(requests() == i + 1 && lock_held(a),
+	    "a process holds the lock, waiting for the endpoint");
+	waiter = get_in_child(a);
+	usleep(300000);
+	ok(waitpid(waiter, &st, WNOHANG) == 0,
+	    "another process waits for it (single flight)");
+	t0 = mono();
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	waitpid(waiter, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && mono() - t0 < 2 &&
+	    requests() == i + 2,
+	    "killing the holder lets the waiting process go on at once");
+	ok(oa2_cache_peek(a, &exp, &err) == 0 && exp > time(NULL),
+	    "which wrote a complete file");
+	oa2_token_clear(&a->mem);
+
+	/*
+	 * A child that refreshes over and over (every token is inside the
+	 * margin), killed at a random moment: 40 times.
+	 */
+	stub_lifetime = 600;
+	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":\"x\","
+	    "\"expires_at\":%ld}", (long)time(NULL) + 500);
+	put(file, text, 0600);
+	i = requests();
+	for (k = 0; k < 40; k++) {
+		if ((pid = fork()) == 0) {
+			for (;;) {
+				oa2_token_get(a, NULL, &t, NULL, &err);
+				oa2_token_clear(&t);
+				oa2_token_clear(&a->mem);
+			}
+		}
+		usleep((useconds_t)(rand() % 30000));
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		kills += WIFSIGNALED(st);
+		midway += temp_files(a) > 0;
+		if (oa2_cache_peek(a, &exp, &err) != 0 || exp <= time(NULL)) {
+			bad++;
+			printf("# after kill %d: %s\n", k, err.msg);
+		}
+	}
+	stub_lifetime = 3600;
+	printf("# %d refreshes by the 40 killed writers; %d kills left a "
+	    "temporary file behind\n", requests() - i, midway);
+	ok(kills == 40 && bad == 0, "40 writers killed at random moments: "
+	    "the cache file was whole and readable after every kill");
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 && !lock_held(a) &&
+	    temp_files(a) == 0, "the next process gets a token, and sweeps");
+	oa2_token_clear(&t);
+	oa2_token_clear(&a->mem);
+	oa2_config_free(&cfg);
+	free(file);
 }
 
 int
@@ -268,6 +790,10 @@ main(void)
 	oa2_token_clear(&t);
 	oa2_config_free(&cfg);
 	free(file);
+
+	test_backoff();
+	test_killed_writer();
+	test_killed_holder();
 
 	snprintf(text, sizeof(text), "rm -rf %s", dir);
 	if (system(text) != 0)

@@ -66,6 +66,8 @@ static const struct {
 	  ":1: timeout must be an integer" },
 	{ "defaults = { timeout = 0; };\naccounts = ( " ACCT("*") " );\n",
 	  ":1: timeout must be between 1 and 300" },
+	{ "defaults = { failure_backoff = 3601; };\naccounts = ( " ACCT("*")
+	  " );\n", ":1: failure_backoff must be between 0 and 3600" },
 	{ "defaults = { log_level = \"loud\"; };\naccounts = ( " ACCT("*") " );\n",
 	  ":1: log_level must be" },
 	{ "defaults = { authority = \"http://login.example\"; };\n"
@@ -193,6 +195,7 @@ main(void)
 	    ACCT("*@contoso.com") ",\n"
 	    "{ match = \"Boss@Contoso.com\"; tenant = \"t2\"; client_id = \"c2\";"
 	    " client_secret_file = \"@S@\"; timeout = 3; cache_dir = \"\";"
+	    " failure_backoff = 0;"
 	    " scope = \"https://x/.default\"; },\n"
 	    "{ match = \"*\"; tenant = \"t3\"; client_id = \"c3\";"
 	    " client_secret_file = \"@S@\"; }\n"
@@ -208,7 +211,8 @@ main(void)
 	is_str(a->token_url, "https://login.example.net/contoso.onmicrosoft.com"
 	    "/oauth2/v2.0/token", "token URL, trailing slash dropped");
 	is_str(a->scope, "https://outlook.office365.com/.default", "default scope");
-	ok(a->timeout == 7 && a->refresh_margin == 60, "inherited numbers");
+	ok(a->timeout == 7 && a->refresh_margin == 60 &&
+	    a->failure_backoff == 60, "inherited numbers");
 	is_str(a->cache_dir, "/var/tmp/x", "inherited cache_dir");
 	is_str(a->client_secret, "not-a-real-secret", "secret read, trimmed");
 	ok(a->ca != NULL && a->ca == cfg->accounts[1].ca, "CA read once, shared");
@@ -216,7 +220,10 @@ main(void)
 	ok(strcmp(a->cache_key, cfg->accounts[1].cache_key) != 0,
 	    "cache keys differ per credential");
 	a = &cfg->accounts[1];
-	ok(a->timeout == 3 && a->cache_dir == NULL, "account overrides");
+	ok(a->timeout == 3 && a->cache_dir == NULL &&
+	    a->failure_backoff == 0, "account overrides");
+	ok(strcmp(a->config_id, cfg->accounts[0].config_id) == 0 &&
+	    a->config_id[0] != '\0', "every account knows the file's identity");
 	is_str(a->scope, "https://x/.default", "scope override");
 	is_str(oa2_config_match(cfg, "boss@contoso.com")->match,
 	    "boss@contoso.com", "exact match wins, case-insensitive");

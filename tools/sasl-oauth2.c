@@ -587,12 +587,16 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			continue;
 		}
 		if (strcmp(verb, "list") == 0) {
-			if (oa2_cache_peek(a, &exp, &err) == 0)
+			r = oa2_cache_peek(a, &exp, &err);
+			if (r == 0 && exp != 0)
 				printf("%-24s  expires %s (%s)  %s\n", a->match,
 				    fmt_time(exp, t, sizeof(t)),
 				    fmt_duration((long)(exp - now), d,
 				    sizeof(d)), path);
-			else if (access(path, F_OK) == -1)
+			else if (r == OA2_ERR_DENIED)
+				printf("%-24s  %s  %s\n", a->match, err.msg,
+				    path);
+			else if (r == 0 || access(path, F_OK) == -1)
 				printf("%-24s  no cached token  %s\n",
 				    a->match, path);
 			else {
