@@ -11,8 +11,10 @@ a secret or a token). A control file, re-read on every request, selects
 fault modes for failure tests: {"mode": "hang" | "slow:N" | "html500" |
 "429:N" | "503:N" | "badjson" | "no_access_token" | "no_expires_in" |
 "expires_in_string" | "expires_in_absurd" | "token_type_mac" |
-"token_crlf" | "huge" | "wrong_key" | "wrong_domain" | "expired_token" |
-"lifetime:N", "count": N}. With "count", the fault applies to the next N
+"expires_in_garbage" | "token_crlf" | "token_soh" | "huge" | "wrong_key" |
+"wrong_domain" | "expired_token" | "lifetime:N" | "clock_skew", "count":
+N}. "clock_skew" judges client assertions as if the clock were two
+hours ahead (AADSTS700024). With "count", the fault applies to the next N
 well-formed token requests only (counted per content of the control
 file), then the endpoint behaves normally again: "503:1" with count 1 is
 one transient failure followed by success.
@@ -74,6 +76,14 @@ class Entra:
                     "x5t": b64url(hashlib.sha1(der).digest()),
                     "x5t#S256": b64url(hashlib.sha256(der).digest()),
                     "key": cert.public_key()})
+
+    def peek(self):
+        """The fault mode in the control file, without counting a use."""
+        try:
+            with open(self.control_path) as f:
+                return str(json.load(f).get("mode", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def control(self):
         """The fault mode for this request, from the control file."""
@@ -170,6 +180,8 @@ class Entra:
                               "Client assertion application identifier "
                               "doesn't match 'client_id' parameter.")
         now = time.time()
+        if self.peek() == "clock_skew":
+            now += 7200
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if (not isinstance(nbf, int) or not isinstance(exp, int)
                 or nbf > now + SKEW or exp < now - SKEW or exp - nbf > 3600):
@@ -221,10 +233,14 @@ class Entra:
             answer["expires_in"] = str(lifetime)
         elif mode == "expires_in_absurd":
             answer["expires_in"] = 10 ** 12
+        elif mode == "expires_in_garbage":
+            answer["expires_in"] = "soon"
         elif mode == "token_type_mac":
             answer["token_type"] = "mac"
         elif mode == "token_crlf":
             answer["access_token"] = token[:20] + "\r\nX" + token[20:]
+        elif mode == "token_soh":
+            answer["access_token"] = token[:20] + "\x01" + token[20:]
         return 200, answer
 
     def handle(self, path, headers, body, token_url, seen):
