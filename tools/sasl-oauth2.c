@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -1309,10 +1311,17 @@ static int dispatch(int ac, char **av);
 int
 main(int argc, char **argv)
 {
+	const struct rlimit nocore = { 0, 0 };
 	const char *slash;
 	char **av;
 	int ac, ex;
 
+	/*
+	 * This process holds secrets, keys and tokens: no core file, and
+	 * no ptrace or /proc/PID/mem by other processes of the same user.
+	 */
+	(void)setrlimit(RLIMIT_CORE, &nocore);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc > 0 && argv[0] != NULL &&
 	    (slash = strrchr(argv[0], '/')) != NULL && slash[1] != '\0')
 		progname = slash + 1;
