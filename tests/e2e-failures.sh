@@ -85,7 +85,14 @@ check "with no config, the mechanisms are still listed" \
 	grep -q 'mechanism: XOAUTH2' "$T/viewer.out"
 expect_error "with no config, the error names the file" \
 	"cannot open configuration file $T/etc/missing.conf: No such file or directory"
+# The application's SASL option oauth2_config names the file, and wins.
+check "the SASL option oauth2_config names the config (over the environment)" \
+	saslclient -u "$USER1" --option "oauth2_config=$CONF"
 export SASL_OAUTH2_CONF="$CONF"
+if saslclient -u "$USER1" --option "oauth2_config=$T/etc/other.conf" > "$T/sc.out" 2>&1; then
+	fail "oauth2_config naming a missing file fails"; else
+	check "oauth2_config naming a missing file: the sentence names it" \
+		grep -q "cannot open configuration file $T/etc/other.conf" "$T/sc.out"; fi
 chmod 644 "$T/etc/contoso.secret"
 expect_error "a world-readable secret file is refused with file:line: key" \
 	"$CONF:14: client_secret_file: secret file $T/etc/contoso.secret is accessible by group or others"

@@ -7,6 +7,7 @@
  *   saslclient [-m|--mech MECH] -u|--user USER [-z|--authzid AUTHZID]
  *              [-H|--host HOST] [-P|--port PORT] [-n|--count COUNT]
  *              [-c|--challenge BASE64] [-p|--print] [-s|--stats]
+ *              [-o|--option NAME=VALUE]
  *
  * --print prints the initial response in base64 ("initial: ...");
  * --challenge feeds a server error challenge to the second step and
@@ -18,7 +19,8 @@
  * size and the number of open descriptors after the tenth round and
  * after the last ("stats: round=N rss_kb=N fds=N"). Exit 0 on success,
  * 1 on a SASL failure (errdetail printed), 2 on bad usage. Set
- * SASLCLIENT_DEBUG to see every SASL log line.
+ * SASLCLIENT_DEBUG to see every SASL log line. --option answers the
+ * SASL getopt callback, as an application's SASL config file would.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,7 +33,7 @@
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
-static const char *user, *authzid;
+static const char *user, *authzid, *optname, *optvalue;
 
 static int
 get_simple(void *ctx, int id, const char **result, unsigned *len)
@@ -39,6 +41,18 @@ get_simple(void *ctx, int id, const char **result, unsigned *len)
 	*result = id == SASL_CB_USER ? (authzid ? authzid : user) : user;
 	if (len != NULL)
 		*len = (unsigned)strlen(*result);
+	return SASL_OK;
+}
+
+static int
+getopt_cb(void *ctx, const char *plugin, const char *option,
+    const char **result, unsigned *len)
+{
+	if (optname == NULL || strcmp(option, optname) != 0)
+		return SASL_FAIL;
+	*result = optvalue;
+	if (len != NULL)
+		*len = (unsigned)strlen(optvalue);
 	return SASL_OK;
 }
 
@@ -96,6 +110,7 @@ static const struct option longopts[] = {
 	{ "challenge", required_argument, NULL, 'c' },
 	{ "print", no_argument, NULL, 'p' },
 	{ "stats", no_argument, NULL, 's' },
+	{ "option", required_argument, NULL, 'o' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -105,7 +120,8 @@ usage(void)
 	fprintf(stderr, "usage: saslclient [--mech MECH] --user USER "
 	    "[--authzid AUTHZID] [--host HOST]\n"
 	    "                  [--port PORT] [--count N] "
-	    "[--challenge BASE64] [--print] [--stats]\n");
+	    "[--challenge BASE64] [--print] [--stats]\n"
+	    "                  [--option NAME=VALUE]\n");
 	return 2;
 }
 
@@ -114,6 +130,7 @@ main(int argc, char **argv)
 {
 	sasl_callback_t cbs[] = {
 		{ SASL_CB_LOG, (int (*)(void))(void *)log_cb, NULL },
+		{ SASL_CB_GETOPT, (int (*)(void))(void *)getopt_cb, NULL },
 		{ SASL_CB_USER, (int (*)(void))(void *)get_simple, NULL },
 		{ SASL_CB_AUTHNAME, (int (*)(void))(void *)get_simple, NULL },
 		{ SASL_CB_LIST_END, NULL, NULL },
@@ -127,7 +144,7 @@ main(int argc, char **argv)
 	char *end;
 	sasl_conn_t *conn;
 
-	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:ps", longopts,
+	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:pso:", longopts,
 	    NULL)) != -1)
 		switch (c) {
 		case 'm': mech = optarg; break;
@@ -146,6 +163,13 @@ main(int argc, char **argv)
 		case 'c': challenge = optarg; break;
 		case 'p': print = 1; break;
 		case 's': stats = 1; break;
+		case 'o':
+			optname = optarg;
+			if ((end = strchr(optarg, '=')) == NULL)
+				return usage();
+			*end = '\0';
+			optvalue = end + 1;
+			break;
 		default: return usage();
 		}
 	if (user == NULL || optind != argc)
