@@ -1,29 +1,93 @@
 #!/bin/sh
 # Many client processes starting together with an empty cache make one
-# token request between them (flock single flight), and all log in.
+# token request between them (flock single flight), and all log in; a
+# process killed (SIGKILL) while it holds the cache lock blocks nobody;
+# many processes that meet a refusal together ask once between them.
 set -eu
 . "$(dirname "$0")/lib.sh"
-testbed
-N=${CLIENTS:-50}
+need flock
+# Under valgrind a lock holder is slow: waiters give up after timeout + 1
+# seconds and ask the endpoint themselves, so the timeout scales too.
+TIMEOUT=$((5 * SLOW)) testbed
+# 200 processes at once (50 under valgrind: each one costs ~150 MB).
+N=${CLIENTS:-$((200 / SLOW))}
+
+# start_all NAME COMMAND: run COMMAND N times at once, with $i set to
+# the index and $out to $T/NAME.$i; then wait for them all (only for
+# them: a bare "wait" would also wait for tokend) and set $bad to the
+# number that failed and $ms to the milliseconds it all took.
+start_all() {
+	_pids="" i=0 bad=0
+	_t0=$(date +%s%N)
+	while [ $i -lt "$N" ]; do
+		out="$T/$1.$i"
+		( $2 ) &
+		_pids="$_pids $!"
+		i=$((i + 1))
+	done
+	for _p in $_pids; do wait "$_p" || bad=$((bad + 1)); done
+	ms=$(( ($(date +%s%N) - _t0) / 1000000 ))
+}
+one_imtest() { imtest_login "user$i@contoso.com" XOAUTH2 "$out"; }
+one_sc() { saslclient -m XOAUTH2 -u "user$i@contoso.com" > "$out" 2>&1; }
+
+## N imtest logins at once, empty cache
 # a slow endpoint widens the window in which the processes race
 tokend_mode "slow:0.5"
-
-# wait only for the clients: a bare "wait" would also wait for tokend
-printf '. LOGOUT\r\n' > "$T/logout"
-clients=""
-i=0
-while [ $i -lt $N ]; do
-	( imtest_login "user$i@contoso.com" XOAUTH2 "$T/imtest.$i" ) &
-	clients="$clients $!"
-	i=$((i + 1))
-done
-bad=0
-for p in $clients; do wait "$p" || bad=$((bad + 1)); done
+start_all imtest one_imtest
+echo "# $N imtest processes at once: $ms ms, $(token_requests) token request(s)"
 check "every imtest exited cleanly ($bad did not)" [ "$bad" -eq 0 ]
-
 ok=$(grep -l "Authenticated\." "$T"/imtest.* | wc -l)
 check "$N imtest clients started at once all logged in ($ok)" [ "$ok" -eq "$N" ]
 check "with exactly one token request ($(token_requests))" [ "$(token_requests)" = 1 ]
 check "Dovecot logged $N XOAUTH2 logins" \
 	[ "$(grep -c 'Login: user=<user[0-9]*@contoso.com>, method=XOAUTH2' "$T/dovecot/log")" -eq "$N" ]
+check "Dovecot served them side by side (no process_limit reached)" \
+	sh -c "! grep -q 'process_limit' '$T/dovecot/log'"
+
+## A lock holder killed with SIGKILL
+lock_busy() { # the cache lock is held by some process
+	for _l in "$T"/cache/*.lock; do
+		[ -e "$_l" ] && ! flock -n "$_l" true && return 0
+	done
+	return 1
+}
+rm -rf "$T/cache"
+tokend_mode "slow:$((3 * SLOW))"
+# shellcheck disable=SC2086
+$VALGRIND "$SC" -m XOAUTH2 -u "$USER1" > "$T/victim.out" 2>&1 </dev/null &
+victim=$!
+i=0
+while ! lock_busy && [ $i -lt $((100 * SLOW)) ]; do i=$((i + 1)); sleep 0.1; done
+check "a client holds the cache lock while it waits for the endpoint" lock_busy
+kill -9 "$victim"
+wait "$victim" 2>/dev/null || true
+if lock_busy; then fail "killed with SIGKILL, its lock is free at once"; else
+	pass "killed with SIGKILL, its lock is free at once"; fi
+tokend_mode ""
+t0=$(date +%s%N)
+SASLCLIENT_DEBUG=1 saslclient -m XOAUTH2 -u "$USER1" > "$T/next.out" 2>&1 && st=0 || st=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "# the next client after the kill: $ms ms"
+check "the next client gets a token and a login response" [ "$st" = 0 ]
+check "without waiting for the dead holder's lock" \
+	sh -c "! grep -q 'cannot lock the token cache' '$T/next.out'"
+check "no cache file was left torn: one whole token file" \
+	sh -c "[ \$(ls '$T/cache'/*.json | wc -l) = 1 ] && grep -q '\"expires_at\":[0-9]*}\$' '$T'/cache/*.json"
+check "nor a temporary file" sh -c "! ls -A '$T/cache' | grep -q '^\\.'"
+
+## N processes meet a refusal together: one request, all fail at once
+## (under valgrind N / SLOW: the plain and ASan runs show the numbers)
+printf 'not-the-secret\n' > "$T/etc/contoso.secret"
+tokend_mode "slow:0.5"
+N=$((N / SLOW))
+start_all refused one_sc
+n=$(token_requests "error:7000215")
+echo "# $N clients with a wrong secret: $ms ms, $n token request(s)"
+check "all $N clients with a wrong secret fail ($bad failed)" [ "$bad" -eq "$N" ]
+check "with exactly one token request between them ($n)" [ "$n" = 1 ]
+said=$(grep -l "AADSTS7000215 (the client secret is wrong" "$T"/refused.* | wc -l)
+check "each says why ($said)" [ "$said" -eq "$N" ]
+kept=$(grep -l "(remembered; next attempt in" "$T"/refused.* | wc -l)
+check "all but the one that asked say it was remembered ($kept)" [ "$kept" -eq $((N - 1)) ]
 finish

@@ -177,6 +177,8 @@ userdb {
   args = uid=nobody gid=nogroup home=$T/mail/%d/%n
 }
 service imap-login {
+  # one process per connection: room for e2e-concurrency's 200 at once
+  process_limit = 512
   inet_listener imap {
     port = 0
   }
@@ -266,7 +268,7 @@ san_imtest() { # (variables prefixed: a sourced library shares the caller's)
 	_sp=$! _sn=0 _sd=""
 	while kill -0 "$_sp" 2>/dev/null; do
 		_sn=$((_sn + 1))
-		if [ -z "$_sd" ] && grep -q "^Connection closed" "$_so"; then _sd=$_sn; fi
+		if [ -z "$_sd" ] && grep -qs "^Connection closed" "$_so"; then _sd=$_sn; fi
 		if [ -n "$_sd" ] && [ $((_sn - _sd)) -ge 30 ] || [ $_sn -ge 300 ]; then
 			kill -9 "$_sp" 2>/dev/null || true
 			wait "$_sp" 2>/dev/null || true
