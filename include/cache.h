@@ -19,7 +19,7 @@ struct oa2_account;
 /*
  * A token for acct valid for at least refresh_margin more seconds, into
  * out (a copy; clear it with oa2_token_clear). *from (if not NULL) says
- * where it came from. Thread-safe.
+ * where it came from; err may be NULL. Thread-safe.
  *
  * A permanent refusal of the token endpoint (OA2_ERR_DENIED) is
  * remembered for acct->failure_backoff seconds, in the disk cache (or in

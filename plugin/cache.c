@@ -519,10 +519,12 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
 	struct oa2_token tok = { NULL, 0 };
-	struct oa2_error derr;
+	struct oa2_error derr, local;
 	time_t now = time(NULL);
 	int where = OA2_FROM_MEMORY, r;
 
+	if (err == NULL)
+		err = &local;
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&cache_mutex);
 	if (fresh(&acct->mem, acct, now)) {

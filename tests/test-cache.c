@@ -198,7 +198,10 @@ conf_with(const char *settings, const char *secret, int memory)
 	return cfg;
 }
 
-/* oa2_token_get in a child process: its exit status says 0 (a token). */
+/*
+ * oa2_token_get in a child process (no log, no error buffer): its exit
+ * status says 0 (a token) or 1.
+ */
 static pid_t
 get_in_child(struct oa2_account *a)
 {
@@ -206,9 +209,8 @@ get_in_child(struct oa2_account *a)
 
 	if ((pid = fork()) == 0) {
 		struct oa2_token kt = { NULL, 0 };
-		struct oa2_error kerr;
 
-		_exit(oa2_token_get(a, NULL, &kt, NULL, &kerr) == 0 ? 0 : 1);
+		_exit(oa2_token_get(a, NULL, &kt, NULL, NULL) == 0 ? 0 : 1);
 	}
 	return pid;
 }
