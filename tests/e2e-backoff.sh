@@ -14,6 +14,10 @@ login() {
 	SASLCLIENT_DEBUG=1 saslclient -m XOAUTH2 -u "$USER1" > "$T/$1.out" 2>&1
 }
 refusals() { token_requests "error:7000215"; }
+tool() {
+	# shellcheck disable=SC2086
+	timeout $((30 * SLOW)) $VALGRIND "$TOOL" "$@" </dev/null
+}
 remembered="(remembered; next attempt in"
 
 printf 'not-the-secret\n' > "$T/etc/contoso.secret"
@@ -27,17 +31,17 @@ login second || true
 check "the next process fails at once with the same sentence" \
 	grep -q "AADSTS7000215 (the client secret is wrong.*$remembered [0-9][0-9]* s)" "$T/second.out"
 if imtest_ok "$USER1" XOAUTH2; then fail "imtest fails too"; else pass "imtest fails too"; fi
-timeout $((30 * SLOW)) $VALGRIND "$TOOL" token "$USER1" > "$T/token.out" 2>&1 && st=0 || st=$?
+tool token "$USER1" > "$T/token.out" 2>&1 && st=0 || st=$?
 check "sasl-oauth2 token fails with EX_NOPERM ($st)" [ "$st" = 77 ]
 check "and the remembered sentence" grep -qF "$remembered" "$T/token.out"
 check "none of them asked the endpoint" [ "$(refusals)" = 1 ]
 
-timeout $((30 * SLOW)) $VALGRIND "$TOOL" cache list > "$T/list.out" 2>&1 || true
+tool cache list > "$T/list.out" 2>&1 || true
 check "cache list shows the refusal" grep -qF "$remembered" "$T/list.out"
 check "the cache file holds neither secret nor token" \
 	sh -c "! grep -rqF -e not-the-secret -e '$SECRET' -e access_token '$T/cache'"
 
-timeout $((30 * SLOW)) $VALGRIND "$TOOL" cache clear > "$T/clear.out" 2>&1
+tool cache clear > "$T/clear.out" 2>&1
 login cleared || true
 check "cache clear ends the back-off: one more request" [ "$(refusals)" = 2 ]
 check "and a fresh sentence" sh -c "! grep -qF '$remembered' '$T/cleared.out'"
