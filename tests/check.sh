@@ -9,6 +9,8 @@
 #   valgrind  make check VALGRIND="valgrind ..." unit tests under valgrind;
 #             the e2e tests wrap imtest, mbsync, saslclient and the tool
 #   distcheck make distcheck                     counts as one test
+#   fuzz      make fuzz (clang, libFuzzer)       each target for
+#             FUZZ_SECONDS, one result per target (fuzz/README.md)
 #
 # and ends with one line, "N passed, N failed", summed over
 # the runs from automake's .trs files. Exit status 1 when anything
@@ -16,13 +18,14 @@
 #
 # Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
 # go; default the source tree), JOBS (make -j; default the CPU count),
-# RUNS (default "plain asan valgrind distcheck").
+# RUNS (default "plain asan valgrind distcheck fuzz"), FUZZ_SECONDS
+# (default 30).
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 BUILDROOT=${BUILDROOT:-$src}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-RUNS=${RUNS:-plain asan valgrind distcheck}
+RUNS=${RUNS:-plain asan valgrind distcheck fuzz}
 VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
 passed=0 failed=0 skipped=0
 start=$(date +%s)
@@ -113,6 +116,28 @@ for r in $RUNS; do
 		else
 			tail -n 30 "$b/distcheck.log" 2>/dev/null | sed 's/^/   | /'
 			echo "   distcheck: 0 passed, 1 failed"; failed=$((failed + 1))
+		fi ;;
+	fuzz)
+		# The libFuzzer targets, FUZZ_SECONDS each; fuzz/run.sh
+		# leaves a .trs per target for count.
+		b="$BUILDROOT/build-fuzz"
+		say "fuzz: configure && make fuzz FUZZ_SECONDS=${FUZZ_SECONDS:-30}"
+		rm -rf "$b"; mkdir -p "$b"
+		t0=$(date +%s)
+		if ! command -v clang > /dev/null 2>&1; then
+			echo "   fuzz: clang not installed, skipped"; skipped=$((skipped + 1))
+		elif ! (cd "$b" && "$src/configure" > configure.log 2>&1); then
+			tail -n 20 "$b/configure.log"; echo "   fuzz: configure failed"
+			failed=$((failed + 1))
+		else
+			(cd "$b" && make -j"$JOBS" fuzz \
+			    FUZZ_SECONDS="${FUZZ_SECONDS:-30}" > fuzz.log 2>&1) || true
+			if find "$b" -name '*.trs' | grep -q .; then
+				count "$b" "fuzz ($(($(date +%s) - t0)) s)"
+			else
+				tail -n 30 "$b/fuzz.log" | sed 's/^/   | /'
+				echo "   fuzz: make fuzz ran no target"; failed=$((failed + 1))
+			fi
 		fi ;;
 	asan)
 		# Leaks in our own programs are errors; UB stops the program.

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs every Debian 12 package needed to build sasl-oauth2 and to run
 # all of its tests (unit, end-to-end with Dovecot/imtest/mbsync, ASan and
-# valgrind runs). Run as root; safe to run again (nothing to do then, and
-# no network needed). It starts, stops and reconfigures nothing: the
-# tests run their own Dovecot on free loopback ports, so a system Dovecot
-# (which installing dovecot-core may start) does not get in their way.
+# valgrind runs, clang for the libFuzzer targets). Run as root; safe to
+# run again (nothing to do then, and no network needed). It starts, stops
+# and reconfigures nothing: the tests run their own Dovecot on free
+# loopback ports, so a system Dovecot (which installing dovecot-core may
+# start) does not get in their way.
 set -eu
 
 PKGS="
@@ -14,7 +15,7 @@ PKGS="
 	dovecot-core dovecot-imapd dovecot-submissiond
 	cyrus-clients isync curl
 	python3 python3-cryptography openssl ca-certificates
-	valgrind procps
+	valgrind procps clang
 "
 
 if [ "$(id -u)" != 0 ]; then
