@@ -5,14 +5,18 @@
 # run again (nothing to do then, and no network needed). It starts, stops
 # and reconfigures nothing: the tests run their own Dovecot on free
 # loopback ports, so a system Dovecot (which installing dovecot-core may
-# start) does not get in their way.
+# start) does not get in their way. Postfix is installed with debconf's
+# "No configuration" (no /etc/postfix/main.cf: no system instance, nothing
+# on port 25; it replaces the MTA installed, exim4 by default) and, where
+# there is no policy-rc.d, with one that starts no service during the
+# install; e2e-postfix runs a private instance of its own.
 set -eu
 
 PKGS="
 	build-essential autoconf automake libtool pkg-config
 	libsasl2-dev libssl-dev libcurl4-openssl-dev libconfig-dev libjansson-dev
 	libsasl2-2 libsasl2-modules sasl2-bin
-	dovecot-core dovecot-imapd dovecot-submissiond
+	dovecot-core dovecot-imapd dovecot-submissiond postfix
 	cyrus-clients isync curl
 	python3 python3-cryptography openssl ca-certificates
 	valgrind procps clang
@@ -38,6 +42,13 @@ fi
 
 echo "deps.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+rc=/usr/sbin/policy-rc.d
+if [ ! -e "$rc" ]; then
+	printf '#!/bin/sh\n# deps.sh: start no service while installing\nexit 101\n' > "$rc"
+	chmod 755 "$rc"
+	trap 'rm -f "$rc"' EXIT
+fi
 apt-get update
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $missing

@@ -136,6 +136,8 @@ tokend_mode() {
 }
 token_requests() { grep -c "result=${1:-ok}" "$T/tokend.log" || true; }
 
+# Submission relays what it accepts to 127.0.0.1:$SUBMISSION_RELAY_PORT
+# (default 1: nowhere; e2e-postfix gives it a port of its Postfix).
 start_dovecot() {
 	IMAPS_PORT=$(free_port)
 	SUBMISSION_PORT=$(free_port)
@@ -166,7 +168,7 @@ first_valid_uid = 1
 mail_location = maildir:$T/mail/%d/%n
 hostname = mail.contoso.test
 submission_relay_host = 127.0.0.1
-submission_relay_port = 1
+submission_relay_port = ${SUBMISSION_RELAY_PORT:-1}
 passdb {
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
