@@ -210,7 +210,9 @@ class Entra:
         claims = {
             "aud": "https://outlook.office.com",
             "iss": "https://sts.windows.net/%s/" % tinfo["id"],
-            "iat": start, "nbf": start, "exp": start + lifetime,
+            # like Entra, iat and nbf 5 minutes back: a mail server whose
+            # clock is a little behind must not see a token from the future
+            "iat": start - 300, "nbf": start - 300, "exp": start + lifetime,
             "sub": "sp-" + cid, "oid": "sp-" + cid, "tid": tinfo["id"],
             "appid": cid, "roles": conf["clients"][cid].get(
                 "roles", ["IMAP.AccessAsApp", "SMTP.SendAsApp"]),
@@ -347,6 +349,8 @@ class Entra:
 def make_handler(entra, port):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # no 40 ms Nagle/delayed-ACK stall on every answer
+        disable_nagle_algorithm = True
         server_version = "tokend"
 
         def log_message(self, fmt, *args):
