@@ -135,6 +135,7 @@ struct entry {
 	time_t	retry_at;		/* 0: no refusal */
 	char	config_id[80];
 	char	refused[OA2_ERRMSG_MAX];
+	int	corrupt;		/* the file exists but is invalid */
 };
 
 static void
@@ -144,6 +145,7 @@ entry_clear(struct entry *e)
 	e->retry_at = 0;
 	e->config_id[0] = '\0';
 	e->refused[0] = '\0';
+	e->corrupt = 0;
 }
 
 /*
@@ -211,6 +213,7 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	r = OA2_OK;
 	oa2_clearerr(err);
  out:
+	e->corrupt = r == OA2_ERR_CACHE && text != NULL;
 	wipe_json_string(json_object_get(root, "access_token"));
 	json_decref(root);
 	if (text != NULL)
@@ -457,7 +460,9 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 				    err);
 				goto out;
 			}
-		}
+		} else if (locked && disk.corrupt)
+			oa2_log(lg, OA2_LOG_WARNING, "%s: replacing it with a "
+			    "new token", werr.msg);
 		if (locked)
 			break;
 		/* Another process may refresh it while we wait. */

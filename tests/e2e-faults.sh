@@ -229,10 +229,10 @@ saslclient -u "$USER1" > /dev/null 2>&1
 f=$(ls "$T/cache"/*.json)
 printf '{"version":1,"access_tok' > "$f"
 n=$(token_requests)
-ok_row "a truncated cache file"
+ok_row "a truncated cache file" "token cache file $f is corrupt: replacing it with a new token"
 check "a truncated cache file is replaced by a new token" [ "$(token_requests)" = $((n + 1)) ]
 head -c 300 /dev/urandom > "$f"
-ok_row "a corrupted cache file"
+ok_row "a corrupted cache file" "token cache file $f is corrupt: replacing it with a new token"
 check "a corrupted cache file is replaced by a new token" [ "$(token_requests)" = $((n + 2)) ]
 rm -rf "$T/cache" "$T/elsewhere"
 mkdir -m 700 "$T/elsewhere"
