@@ -11,6 +11,7 @@
 #   distcheck make distcheck                     counts as one test
 #   fuzz      make fuzz (clang, libFuzzer)       each target for
 #             FUZZ_SECONDS, one result per target (fuzz/README.md)
+#   bench     make bench BENCH_FLAGS=--quick      it still runs; one result
 #
 # and ends with one line, "N passed, N failed", summed over
 # the runs from automake's .trs files. Exit status 1 when anything
@@ -18,14 +19,14 @@
 #
 # Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
 # go; default the source tree), JOBS (make -j; default the CPU count),
-# RUNS (default "plain asan valgrind distcheck fuzz"), FUZZ_SECONDS
+# RUNS (default "plain asan valgrind distcheck fuzz bench"), FUZZ_SECONDS
 # (default 30).
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 BUILDROOT=${BUILDROOT:-$src}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-RUNS=${RUNS:-plain asan valgrind distcheck fuzz}
+RUNS=${RUNS:-plain asan valgrind distcheck fuzz bench}
 VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
 passed=0 failed=0 skipped=0
 start=$(date +%s)
@@ -116,6 +117,20 @@ for r in $RUNS; do
 		else
 			tail -n 30 "$b/distcheck.log" 2>/dev/null | sed 's/^/   | /'
 			echo "   distcheck: 0 passed, 1 failed"; failed=$((failed + 1))
+		fi ;;
+	bench)
+		# The benchmark's quick mode still runs (its figures are not
+		# judged here: see bench/results.md): one result.
+		b="$BUILDROOT/build-bench"
+		say "bench: configure && make bench BENCH_FLAGS=--quick"
+		rm -rf "$b"; mkdir -p "$b"
+		if (cd "$b" && "$src/configure" > configure.log 2>&1 &&
+		    make -j"$JOBS" > make.log 2>&1 &&
+		    make bench BENCH_FLAGS=--quick > bench.log 2>&1); then
+			echo "   bench: 1 passed, 0 failed"; passed=$((passed + 1))
+		else
+			tail -n 30 "$b/bench.log" 2>/dev/null | sed 's/^/   | /'
+			echo "   bench: 0 passed, 1 failed"; failed=$((failed + 1))
 		fi ;;
 	fuzz)
 		# The libFuzzer targets, FUZZ_SECONDS each; fuzz/run.sh
