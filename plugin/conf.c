@@ -490,6 +490,27 @@ load_account(struct loader *ld, const config_setting_t *g,
 	return derive_cache_key(ld, a);
 }
 
+/*
+ * The line of the first libconfig @include directive in text, or 0.
+ * libconfig reads a directive only at the start of a line.
+ */
+static int
+include_line(const char *text)
+{
+	const char *p = text;
+	int line = 1;
+
+	for (;;) {
+		p += strspn(p, " \t");
+		if (strncmp(p, "@include", 8) == 0)
+			return line;
+		if ((p = strchr(p, '\n')) == NULL)
+			return 0;
+		p++;
+		line++;
+	}
+}
+
 static int
 load(struct loader *ld, config_t *lc)
 {
@@ -579,11 +600,21 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 		r = err->code = OA2_ERR_CONFIG;
 		goto out;
 	}
-	if (stat(path, &st) == 0) {
-		cfg->dev = st.st_dev;
-		cfg->ino = st.st_ino;
-		cfg->mtime = st.st_mtim;
-		cfg->size = st.st_size;
+	if (stat(path, &st) == -1) {
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "cannot stat configuration "
+		    "file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	cfg->dev = st.st_dev;
+	cfg->ino = st.st_ino;
+	cfg->mtime = st.st_mtim;
+	cfg->size = st.st_size;
+	if ((r = include_line(text)) != 0) {
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s:%d: @include is not "
+		    "allowed: an included file escapes the permission check "
+		    "and change detection; put everything in this file", path,
+		    r);
+		goto out;
 	}
 	if (!config_read_string(&lc, text)) {
 		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s:%d: %s", path,
