@@ -47,7 +47,11 @@ if [ -f "$src/config.status" ]; then
 	say "the source tree is configured in place: building from a copy in $copy"
 	rm -rf "$copy"
 	mkdir -p "$copy"
-	(cd "$src" && tar --exclude='./build-*' --exclude=./.git -cf - .) | (cd "$copy" && tar -xf -)
+	# everything but .git and our build directories (build-aux stays)
+	(cd "$src" && tar --exclude=./.git --exclude=./build-src \
+	    --exclude=./build-plain --exclude=./build-asan --exclude=./build-valgrind \
+	    --exclude=./build-distcheck --exclude=./build-fuzz --exclude=./build-bench \
+	    -cf - .) | (cd "$copy" && tar -xf -)
 	(cd "$copy" && make distclean) > /dev/null 2>&1 || true
 	src=$copy
 fi
@@ -102,36 +106,34 @@ run() {
 	count "$b" "$name ($(($(date +%s) - t0)) s)"
 }
 
+# single NAME MAKE-ARGS...: configure and build in build-NAME, then run
+# make MAKE-ARGS there; one result.
+single() {
+	name=$1; shift
+	b="$BUILDROOT/build-$name"
+	say "$name: configure && make && $*"
+	rm -rf "$b"; mkdir -p "$b"
+	if (cd "$b" && "$src/configure" > configure.log 2>&1 &&
+	    make -j"$JOBS" > make.log 2>&1 && "$@" > "$name.log" 2>&1); then
+		echo "   $name: 1 passed, 0 failed"; passed=$((passed + 1))
+	else
+		# the log of the step that failed: the newest one
+		tail -n 30 "$(ls -t "$b"/*.log | head -n 1)" | sed 's/^/   | /'
+		echo "   $name: 0 passed, 1 failed"; failed=$((failed + 1))
+	fi
+}
+
 for r in $RUNS; do
 	case $r in
 	plain) run plain "" ;;
 	distcheck)
 		# The release tarball builds, tests, installs and uninstalls
-		# cleanly from a read-only source tree: one result.
-		b="$BUILDROOT/build-distcheck"
-		say "distcheck: configure && make distcheck"
-		rm -rf "$b"; mkdir -p "$b"
-		if (cd "$b" && "$src/configure" > configure.log 2>&1 &&
-		    make distcheck > distcheck.log 2>&1); then
-			echo "   distcheck: 1 passed, 0 failed"; passed=$((passed + 1))
-		else
-			tail -n 30 "$b/distcheck.log" 2>/dev/null | sed 's/^/   | /'
-			echo "   distcheck: 0 passed, 1 failed"; failed=$((failed + 1))
-		fi ;;
+		# cleanly from a read-only source tree.
+		single distcheck make distcheck ;;
 	bench)
 		# The benchmark's quick mode still runs (its figures are not
-		# judged here: see bench/results.md): one result.
-		b="$BUILDROOT/build-bench"
-		say "bench: configure && make bench BENCH_FLAGS=--quick"
-		rm -rf "$b"; mkdir -p "$b"
-		if (cd "$b" && "$src/configure" > configure.log 2>&1 &&
-		    make -j"$JOBS" > make.log 2>&1 &&
-		    make bench BENCH_FLAGS=--quick > bench.log 2>&1); then
-			echo "   bench: 1 passed, 0 failed"; passed=$((passed + 1))
-		else
-			tail -n 30 "$b/bench.log" 2>/dev/null | sed 's/^/   | /'
-			echo "   bench: 0 passed, 1 failed"; failed=$((failed + 1))
-		fi ;;
+		# judged here: see bench/results.md).
+		single bench make bench BENCH_FLAGS=--quick ;;
 	fuzz)
 		# The libFuzzer targets, FUZZ_SECONDS each; fuzz/run.sh
 		# leaves a .trs per target for count.
