@@ -11,6 +11,9 @@ need flock
 TIMEOUT=$((5 * SLOW)) testbed
 # 200 processes at once (50 under valgrind: each one costs ~150 MB).
 N=${CLIENTS:-$((200 / SLOW))}
+# They share the machine: each may take longer than one alone would
+# (the usual 30 s guard is for a hang, which still ends the test).
+IMTEST_TIMEOUT=120
 
 # start_all NAME COMMAND: run COMMAND N times at once, with $i set to
 # the index and $out to $T/NAME.$i; then wait for them all (only for
