@@ -78,7 +78,9 @@ oa2_read_file(const char *path, const char *what, int private_,
 	*out = NULL;
 	if (outlen != NULL)
 		*outlen = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+	/* O_NONBLOCK: a FIFO in place of a file must not hang us in open */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1)
 		return oa2_seterr(err, private_ ? OA2_ERR_CREDENTIAL :
 		    OA2_ERR_CONFIG, "cannot open %s %s: %s", what, path,
 		    strerror(errno));

@@ -85,6 +85,13 @@ main(void)
 	    OA2_ERR_CREDENTIAL, "a directory is refused");
 	has_str(err.msg, "not a regular file", "directory named");
 
+	/* a FIFO is refused at once, not waited on for a writer */
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	ok(mkfifo(path, 0600) == 0 && oa2_read_secret_file(path,
+	    "secret file", &s, &err) == OA2_ERR_CREDENTIAL,
+	    "a FIFO is refused without waiting for a writer");
+	has_str(err.msg, "not a regular file", "FIFO named");
+
 	snprintf(path, sizeof(path), "%s/link", dir);
 	symlink("/etc/passwd", path);
 	ok(oa2_read_file(path, "key file", 1, 4096, &s, &len, &err) != 0,
