@@ -63,7 +63,7 @@ cache_path(const struct oa2_account *acct, const char *suffix)
 char *
 oa2_cache_file(const struct oa2_account *acct)
 {
-	return cache_path(acct, ".json");
+	return cache_path(acct, ".token");
 }
 
 /*
@@ -118,14 +118,6 @@ valid_token_text(const char *s, size_t len)
 	return 1;
 }
 
-/* Wipe a jansson string value in place before it is released. */
-static void
-wipe_json_string(json_t *v)
-{
-	if (json_is_string(v))
-		oa2_wipe((char *)json_string_value(v), json_string_length(v));
-}
-
 /*
  * What a cache file holds: a token, or a refusal of the token endpoint
  * remembered until retry_at by the config file config_id.
@@ -149,18 +141,23 @@ entry_clear(struct entry *e)
 }
 
 /*
- * Read the cache file into e. A file holds a token ("access_token",
- * "expires_at"), a remembered refusal ("refused", "retry_at",
- * "config"), or both; files of older versions hold only a token.
- * OA2_ERR_CACHE when absent or invalid.
+ * Read the cache file into e. Its first line is a JSON object: "version"
+ * 1, "account" (for people), and a token ("expires_at", "token_length")
+ * or a remembered refusal ("refused", "retry_at", "config") or both;
+ * the token's own bytes follow the line. The token stays out of the JSON
+ * so that it never passes through jansson, which can neither wipe the
+ * buffers it lexes into nor be told to without touching the host
+ * application's jansson, and because lexing it there was most of what a
+ * fresh process spent on a cached login. OA2_ERR_CACHE when absent or
+ * invalid.
  */
 static int
 disk_read(const struct oa2_account *acct, struct entry *e,
     struct oa2_error *err)
 {
-	json_t *root = NULL, *tok, *exp, *ref, *until, *cid;
-	char *path, *text = NULL;
-	size_t len = 0;
+	json_t *root = NULL, *exp, *tlen, *ref, *until, *cid;
+	char *path, *text = NULL, *nl, *tok;
+	size_t len = 0, toklen;
 	int r;
 
 	entry_clear(e);
@@ -174,19 +171,25 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	}
 	r = oa2_seterr(err, OA2_ERR_CACHE, "token cache file %s is corrupt",
 	    path);
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-	tok = json_object_get(root, "access_token");
+	if ((nl = memchr(text, '\n', len)) == NULL)
+		goto out;
+	tok = nl + 1;
+	toklen = len - (size_t)(tok - text);
+	root = json_loadb(text, (size_t)(nl - text), JSON_REJECT_DUPLICATES,
+	    NULL);
 	exp = json_object_get(root, "expires_at");
+	tlen = json_object_get(root, "token_length");
 	ref = json_object_get(root, "refused");
 	until = json_object_get(root, "retry_at");
 	cid = json_object_get(root, "config");
 	if (!json_is_object(root) ||
 	    json_integer_value(json_object_get(root, "version")) != 1 ||
-	    (tok == NULL && ref == NULL))
+	    (exp == NULL && ref == NULL))
 		goto out;
-	if ((tok != NULL || exp != NULL) && (!json_is_string(tok) ||
-	    !json_is_integer(exp) || !valid_token_text(json_string_value(tok),
-	    json_string_length(tok)) || json_integer_value(exp) <= 0))
+	if (exp != NULL || tlen != NULL ? !json_is_integer(exp) ||
+	    json_integer_value(exp) <= 0 || !json_is_integer(tlen) ||
+	    json_integer_value(tlen) != (json_int_t)toklen ||
+	    !valid_token_text(tok, toklen) : toklen != 0)
 		goto out;
 	if ((ref != NULL || until != NULL || cid != NULL) &&
 	    (!json_is_string(ref) || json_string_length(ref) == 0 ||
@@ -194,9 +197,8 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	    !json_is_string(cid) ||
 	    json_string_length(cid) >= sizeof(e->config_id)))
 		goto out;
-	if (tok != NULL) {
-		if ((e->tok.access_token = strdup(json_string_value(tok))) ==
-		    NULL) {
+	if (exp != NULL) {
+		if ((e->tok.access_token = strndup(tok, toklen)) == NULL) {
 			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 			goto out;
 		}
@@ -214,7 +216,6 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	oa2_clearerr(err);
  out:
 	e->corrupt = r == OA2_ERR_CACHE && text != NULL;
-	wipe_json_string(json_object_get(root, "access_token"));
 	json_decref(root);
 	if (text != NULL)
 		oa2_freezero(text, len);
@@ -247,31 +248,38 @@ sweep(const struct oa2_account *acct)
 
 /*
  * Write e (its token, its refusal, or both) to a temporary file and
- * rename it into place.
+ * rename it into place: the JSON line, then the token (see disk_read).
  */
 static int
 disk_write(const struct oa2_account *acct, const struct entry *e,
     struct oa2_error *err)
 {
-	char *path = NULL, *tmp = NULL, *text = NULL;
+	char *path = NULL, *tmp = NULL, *head = NULL, *text = NULL;
 	json_t *root;
-	size_t len, off = 0;
+	size_t hlen = 0, toklen = 0, len = 0, off = 0;
 	ssize_t n;
 	int fd = -1, r = OA2_ERR_NOMEM;
 
+	if (e->tok.access_token != NULL)
+		toklen = strlen(e->tok.access_token);
 	root = json_pack("{s:i, s:s}", "version", 1, "account", acct->match);
 	if (root == NULL || (e->tok.access_token != NULL &&
-	    (json_object_set_new(root, "access_token",
-	    json_string(e->tok.access_token)) != 0 ||
-	    json_object_set_new(root, "expires_at",
-	    json_integer((json_int_t)e->tok.expires_at)) != 0)) ||
+	    (json_object_set_new(root, "expires_at",
+	    json_integer((json_int_t)e->tok.expires_at)) != 0 ||
+	    json_object_set_new(root, "token_length",
+	    json_integer((json_int_t)toklen)) != 0)) ||
 	    (e->retry_at != 0 && (json_object_set_new(root, "refused",
 	    json_string(e->refused)) != 0 ||
 	    json_object_set_new(root, "retry_at",
 	    json_integer((json_int_t)e->retry_at)) != 0 ||
 	    json_object_set_new(root, "config",
 	    json_string(e->config_id)) != 0)) ||
-	    (text = json_dumps(root, JSON_COMPACT)) == NULL ||
+	    (head = json_dumps(root, JSON_COMPACT)) == NULL) {
+		oa2_seterr(err, r, "out of memory");
+		goto out;
+	}
+	hlen = strlen(head);
+	if ((text = malloc(hlen + 1 + toklen)) == NULL ||
 	    (path = oa2_cache_file(acct)) == NULL ||
 	    asprintf(&tmp, "%s/.%s.XXXXXX", acct->cache_dir,
 	    acct->cache_key) == -1) {
@@ -279,7 +287,11 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 		oa2_seterr(err, r, "out of memory");
 		goto out;
 	}
-	len = strlen(text);
+	memcpy(text, head, hlen);
+	text[hlen] = '\n';
+	if (toklen != 0)
+		memcpy(text + hlen + 1, e->tok.access_token, toklen);
+	len = hlen + 1 + toklen;
 	r = OA2_ERR_CACHE;
 	if ((fd = mkstemp(tmp)) == -1) {
 		oa2_seterr(err, r, "cannot create a file in token cache "
@@ -322,8 +334,8 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 		free(tmp);
 	}
 	if (text != NULL)
-		oa2_freezero(text, strlen(text));
-	wipe_json_string(json_object_get(root, "access_token"));
+		oa2_freezero(text, len);
+	free(head);
 	json_decref(root);
 	free(path);
 	return r;
@@ -441,7 +453,7 @@ static int
 from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
-	struct entry disk = { { NULL, 0 }, 0, "", "" };
+	struct entry disk = { .retry_at = 0 };
 	struct oa2_error werr;
 	int fd = -1, r, locked = 0;
 
@@ -503,7 +515,7 @@ static int
 from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
     struct oa2_token *out, struct oa2_error *err)
 {
-	struct entry e = { { NULL, 0 }, 0, "", "" };
+	struct entry e = { .retry_at = 0 };
 	int r;
 
 	if (backing_off(acct, acct->refused_until, acct->config_id, now))
@@ -569,7 +581,7 @@ void
 oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token)
 {
-	struct entry disk = { { NULL, 0 }, 0, "", "" };
+	struct entry disk = { .retry_at = 0 };
 	struct oa2_error err;
 	char *path;
 	int fd;
@@ -602,7 +614,7 @@ int
 oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
     struct oa2_error *err)
 {
-	struct entry disk = { { NULL, 0 }, 0, "", "" };
+	struct entry disk = { .retry_at = 0 };
 	time_t now = time(NULL);
 	int r;
 

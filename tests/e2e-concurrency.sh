@@ -76,7 +76,7 @@ check "the next client gets a token and a login response" [ "$st" = 0 ]
 check "without waiting for the dead holder's lock" \
 	sh -c "! grep -q 'cannot lock the token cache' '$T/next.out'"
 check "no cache file was left torn: one whole token file" \
-	sh -c "[ \$(ls '$T/cache'/*.json | wc -l) = 1 ] && grep -q '\"expires_at\":[0-9]*}\$' '$T'/cache/*.json"
+	cache_whole "$T/cache"
 check "nor a temporary file" sh -c "! ls -A '$T/cache' | grep -q '^\\.'"
 
 ## N processes meet a refusal together: one request, all fail at once

@@ -61,7 +61,7 @@ if imtest_ok "$USER1" XOAUTH2; then fail "a refused token fails the login"; else
 	pass "a token refused by Dovecot fails the login cleanly"; fi
 check "imtest got a NO, not a hang or a crash" grep -q "Authentication failed" "$T/imtest.out"
 check "the refused token was dropped from the disk cache" \
-	sh -c "! ls '$T/cache'/*.json >/dev/null 2>&1"
+	sh -c "! ls '$T/cache'/*.token >/dev/null 2>&1"
 n=$(token_requests)
 tokend_mode ""
 if imtest_ok "$USER1" OAUTHBEARER; then pass "the next login fetches a new token and succeeds"; else

@@ -180,7 +180,7 @@ for m in OAUTHBEARER XOAUTH2; do
 	chal=$(sed -n 's/^S: + \([A-Za-z0-9+\/=]\{8,\}\).*/\1/p' "$T/imtest.out" | head -n 1)
 	check "$m: Dovecot sent an error challenge and imtest got NO" \
 		sh -c "[ -n '$chal' ] && grep -q 'Authentication failed' '$T/imtest.out'"
-	check "$m: the refused token left the disk cache" sh -c "! ls '$T/cache'/*.json >/dev/null 2>&1"
+	check "$m: the refused token left the disk cache" sh -c "! ls '$T/cache'/*.token >/dev/null 2>&1"
 	tokend_mode ""
 	saslclient -m "$m" -u "$USER1" -c "$chal" > "$T/row.out" 2>&1 || true
 	check "$m: the sentence decodes Dovecot's challenge" \
@@ -226,7 +226,7 @@ check "a secret with CR LF and a blank line is trimmed" saslclient -u "$USER1"
 ## The cache: the login goes on from memory or from the endpoint.
 rm -rf "$T/cache"
 saslclient -u "$USER1" > /dev/null 2>&1
-f=$(ls "$T/cache"/*.json)
+f=$(ls "$T/cache"/*.token)
 printf '{"version":1,"access_tok' > "$f"
 n=$(token_requests)
 ok_row "a truncated cache file" "token cache file $f is corrupt: replacing it with a new token"
@@ -257,7 +257,7 @@ else
 fi
 check "a full disk: the log says the cache could not be written" \
 	grep -q "cannot write token cache file in $T/cache: File too large" "$T/row.out"
-check "a full disk leaves no partial cache file" sh -c "! ls '$T/cache'/*.json >/dev/null 2>&1"
+check "a full disk leaves no partial cache file" sh -c "! ls '$T/cache'/*.token >/dev/null 2>&1"
 
 check "the secret appears in no output" \
 	sh -c "! grep -rqF -- '$SECRET' '$T/row.out' '$T/tool.out' '$T/mbsync.out' '$T/dovecot/log' '$T/tokend.log'"

@@ -19,9 +19,11 @@ if imtest_ok "$USER1" XOAUTH2; then pass "imtest XOAUTH2 login"; else
 	fail "imtest XOAUTH2 login"; cat "$T/imtest.out"; fi
 check "one token request for the first login" [ "$(token_requests)" = 1 ]
 check "the disk cache holds one private file" \
-	sh -c "[ \$(ls '$T/cache' | grep -c '\.json\$') = 1 ] &&
-		[ \$(stat -c %a '$T/cache'/*.json) = 600 ] &&
+	sh -c "[ \$(ls '$T/cache' | grep -c '\.token\$') = 1 ] &&
+		[ \$(stat -c %a '$T/cache'/*.token) = 600 ] &&
 		[ \$(stat -c %a '$T/cache') = 700 ]"
+check "laid out as docs/cache.md says: a JSON line, then the token" \
+	cache_whole "$T/cache"
 
 if imtest_ok "$USER1" OAUTHBEARER; then pass "imtest OAUTHBEARER login"; else
 	fail "imtest OAUTHBEARER login"; cat "$T/imtest.out"; fi

@@ -203,7 +203,7 @@ check "Dovecot logged the XOAUTH2 login" \
 	grep -q "submission-login: Info: Login: user=<$USER1>, method=XOAUTH2" "$T/dovecot/log"
 check "one token was issued" [ "$(token_requests)" = 1 ]
 check "and cached inside the chroot, owned by postfix" sh -c \
-	"ls '$Q/var/cache/sasl-oauth2/'*.json >/dev/null && [ \"\$(stat -c %U '$Q/var/cache/sasl-oauth2/'*.json)\" = postfix ]"
+	"ls '$Q/var/cache/sasl-oauth2/'*.token >/dev/null && [ \"\$(stat -c %U '$Q/var/cache/sasl-oauth2/'*.token)\" = postfix ]"
 
 # The smtp process that did it: chrooted in the queue directory, as postfix.
 smtp_pids() { # the smtp daemons in our chroot: "PID:USER ..."

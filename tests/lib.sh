@@ -246,6 +246,23 @@ testbed() {
 	write_config "$@"
 }
 
+# cache_whole DIR: DIR holds one token cache file and it is whole
+# (docs/cache.md): a JSON line with version 1 and token_length, then
+# exactly that many printable bytes.
+cache_whole() {
+	"$PYTHON3" - "$1" <<'PY'
+import glob, json, sys
+files = glob.glob(sys.argv[1] + "/*.token")
+assert len(files) == 1, files
+data = open(files[0], "rb").read()
+head, sep, token = data.partition(b"\n")
+meta = json.loads(head)
+assert sep and meta["version"] == 1 and meta["expires_at"] > 0
+assert meta["token_length"] == len(token) > 0
+assert all(0x20 < b < 0x7f for b in token)
+PY
+}
+
 # imtest_login USER MECH [OUT]: log in over IMAPS and log out; the
 # output goes to OUT (default $T/imtest.out). It may take IMTEST_TIMEOUT
 # seconds (times SLOW; default 30): a guard against a hang, never a

@@ -105,6 +105,32 @@ put(const char *path, const char *text, mode_t mode)
 	chmod(path, mode);
 }
 
+/* A cache file holding token until exp, laid out as disk_write does. */
+static const char *
+put_token(const char *path, const char *token, time_t exp, mode_t mode)
+{
+	static char text[1024];
+
+	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
+	    "\"expires_at\":%ld,\"token_length\":%zu}\n%s", (long)exp,
+	    strlen(token), token);
+	put(path, text, mode);
+	return text;
+}
+
+/* A cache file holding a refusal remembered until `until`. */
+static void
+put_refusal(const char *path, const char *sentence, time_t until,
+    const char *config_id)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "{\"version\":1,\"refused\":\"%s\","
+	    "\"retry_at\":%ld,\"config\":\"%s\"}\n", sentence, (long)until,
+	    config_id);
+	put(path, text, 0600);
+}
+
 static int
 file_mode(const char *path)
 {
@@ -238,22 +264,8 @@ test_backoff(void)
 	ok(a->failure_backoff == 60, "failure_backoff defaults to 60 s");
 	file = oa2_cache_file(a);
 
-	/* an old writer's file (a token and nothing else) still reads */
-	mkdir(a->cache_dir, 0700);
-	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
-	    "\"access_token\":\"from-an-old-release\",\"expires_at\":%ld}",
-	    (long)time(NULL) + 3000);
-	put(file, text, 0600);
-	i = requests();
-	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
-	    from == OA2_FROM_DISK && strcmp(t.access_token,
-	    "from-an-old-release") == 0 && requests() == i,
-	    "a cache file of the previous format is read");
-	oa2_token_clear(&t);
-	oa2_token_clear(&a->mem);
-
 	/* a refusal: asked once, then remembered */
-	unlink(file);
+	mkdir(a->cache_dir, 0700);
 	stub_result = OA2_ERR_DENIED;
 	logged[0] = '\0';
 	i = requests();
@@ -265,7 +277,7 @@ test_backoff(void)
 	has_str(slurp(file), "\"refused\":\"stub failure\"",
 	    "the refusal is in the cache file");
 	ok(strstr(slurp(file), "B4ckoff") == NULL &&
-	    strstr(slurp(file), "access_token") == NULL,
+	    strstr(slurp(file), "token_length") == NULL,
 	    "which holds no secret and no token");
 	ok(file_mode(file) == 0600, "and is private");
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
@@ -314,33 +326,30 @@ test_backoff(void)
 	    "forget keeps a refusal");
 
 	/* a record from the future (the clock went back) is not trusted */
-	snprintf(text, sizeof(text), "{\"version\":1,\"refused\":\"old\","
-	    "\"retry_at\":%ld,\"config\":\"%s\"}", (long)time(NULL) + 3600,
-	    a->config_id);
-	put(file, text, 0600);
+	put_refusal(file, "old", time(NULL) + 3600, a->config_id);
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
 	    requests() == i + 3 && strcmp(err.msg, "stub failure") == 0,
 	    "a refusal further ahead than failure_backoff is ignored");
 
 	/* nor an expired one */
-	snprintf(text, sizeof(text), "{\"version\":1,\"refused\":\"old\","
-	    "\"retry_at\":%ld,\"config\":\"%s\"}", (long)time(NULL) - 1,
-	    a->config_id);
-	put(file, text, 0600);
+	put_refusal(file, "old", time(NULL) - 1, a->config_id);
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_DENIED &&
 	    requests() == i + 4, "an expired refusal is asked again");
 
 	/* corrupt refusal records are replaced */
 	{
 		static const char *const bad[] = {
-			"{\"version\":1,\"refused\":\"x\"}",
+			"{\"version\":1,\"refused\":\"x\"}\n",
 			"{\"version\":1,\"refused\":\"x\",\"retry_at\":\"9\","
-			"\"config\":\"c\"}",
+			"\"config\":\"c\"}\n",
 			"{\"version\":1,\"refused\":\"\",\"retry_at\":9999999999,"
-			"\"config\":\"c\"}",
+			"\"config\":\"c\"}\n",
 			"{\"version\":1,\"refused\":7,\"retry_at\":9999999999,"
-			"\"config\":\"c\"}",
-			"{\"version\":1,\"retry_at\":9999999999}",
+			"\"config\":\"c\"}\n",
+			"{\"version\":1,\"retry_at\":9999999999}\n",
+			/* a refusal and nothing else: no bytes after the line */
+			"{\"version\":1,\"refused\":\"x\",\"retry_at\":9999999999,"
+			"\"config\":\"c\"}\nstray",
 		};
 		size_t k;
 
@@ -390,7 +399,7 @@ test_backoff(void)
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
 	    requests() == i + 9, "without the file, the endpoint is asked");
 	ok(strstr(slurp(file), "refused") == NULL &&
-	    strstr(slurp(file), "access_token") != NULL,
+	    strstr(slurp(file), "token_length") != NULL,
 	    "a token replaces the refusal");
 	oa2_token_clear(&t);
 
@@ -408,9 +417,7 @@ test_backoff(void)
 	    requests() == i + 12, "and the next attempt asks again");
 
 	/* a still-valid token survives a transient refusal, not a denial */
-	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":"
-	    "\"stale2\",\"expires_at\":%ld}", (long)time(NULL) + 300);
-	put(file, text, 0600);
+	put_token(file, "stale2", time(NULL) + 300, 0600);
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
 	    strcmp(t.access_token, "stale2") == 0,
 	    "a transient refusal: the still-valid token is used");
@@ -478,11 +485,8 @@ test_killed_writer(void)
 	file = oa2_cache_file(a);
 	mkdir(a->cache_dir, 0700);
 	/* a valid token inside the margin: the next get rewrites it */
-	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
-	    "\"access_token\":\"before-the-kill\",\"expires_at\":%ld}",
-	    (long)time(NULL) + 500);
-	put(file, text, 0600);
-	snprintf(before, sizeof(before), "%s", text);
+	snprintf(before, sizeof(before), "%s", put_token(file,
+	    "before-the-kill", time(NULL) + 500, 0600));
 
 	if (pipe(pfds) == -1)
 		abort();
@@ -575,9 +579,7 @@ test_killed_holder(void)
 	 * margin), killed at a random moment: 40 times.
 	 */
 	stub_lifetime = 600;
-	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":\"x\","
-	    "\"expires_at\":%ld}", (long)time(NULL) + 500);
-	put(file, text, 0600);
+	put_token(file, "x", time(NULL) + 500, 0600);
 	i = requests();
 	for (k = 0; k < 40; k++) {
 		if ((pid = fork()) == 0) {
@@ -661,9 +663,7 @@ main(void)
 	oa2_token_clear(&t2);
 
 	/* within refresh_margin of expiry: refreshed */
-	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":\"old\","
-	    "\"expires_at\":%ld}", (long)time(NULL) + 599);
-	put(file, text, 0600);
+	put_token(file, "old", time(NULL) + 599, 0600);
 	oa2_token_clear(&a->mem);
 	ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
 	    from == OA2_FROM_SERVER && strcmp(t2.access_token, "old") != 0 &&
@@ -673,12 +673,28 @@ main(void)
 	/* corrupt, truncated, unsafe cache files are replaced */
 	{
 		static const char *const bad[] = {
-			"garbage", "{\"version\":1,\"access_token\":\"abc",
-			"{\"version\":1,\"access_token\":\"a b\","
-			"\"expires_at\":99999999999}",
-			"{\"version\":2,\"access_token\":\"abc\","
-			"\"expires_at\":99999999999}",
-			"",
+			"garbage", "",
+			/* truncated: in the line, in the token */
+			"{\"version\":1,\"expires_at\":9999",
+			"{\"version\":1,\"expires_at\":99999999999,"
+			"\"token_length\":10}\nabc",
+			/* a byte too many, a space, a control character */
+			"{\"version\":1,\"expires_at\":99999999999,"
+			"\"token_length\":3}\nabc\n",
+			"{\"version\":1,\"expires_at\":99999999999,"
+			"\"token_length\":3}\na b",
+			"{\"version\":1,\"expires_at\":99999999999,"
+			"\"token_length\":3}\na\001b",
+			/* a field missing or of the wrong type */
+			"{\"version\":1,\"expires_at\":99999999999}\nabc",
+			"{\"version\":1,\"token_length\":3}\nabc",
+			"{\"version\":1,\"expires_at\":\"99999999999\","
+			"\"token_length\":3}\nabc",
+			/* another version; the token inside the JSON */
+			"{\"version\":2,\"expires_at\":99999999999,"
+			"\"token_length\":3}\nabc",
+			"{\"version\":1,\"access_token\":\"abc\","
+			"\"expires_at\":99999999999}\n",
 		};
 		size_t k;
 
@@ -691,9 +707,7 @@ main(void)
 			    "a corrupt cache file is replaced");
 			oa2_token_clear(&t2);
 		}
-		snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":"
-		    "\"abc\",\"expires_at\":%ld}", (long)time(NULL) + 9999);
-		put(file, text, 0644);
+		put_token(file, "abc", time(NULL) + 9999, 0644);
 		oa2_token_clear(&a->mem);
 		i = requests();
 		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
@@ -715,9 +729,7 @@ main(void)
 	oa2_token_clear(&t2);
 
 	/* a refresh that fails transiently falls back to a valid token */
-	snprintf(text, sizeof(text), "{\"version\":1,\"access_token\":\"stale\","
-	    "\"expires_at\":%ld}", (long)time(NULL) + 300);
-	put(file, text, 0600);
+	put_token(file, "stale", time(NULL) + 300, 0600);
 	oa2_token_clear(&a->mem);
 	stub_result = OA2_ERR_NETWORK;
 	logged[0] = '\0';

@@ -503,7 +503,7 @@ cmd_thumbprint(const char *path)
 
 /* ---- cache ----------------------------------------------------------- */
 
-/* "0123...ef.json" or ".lock": a file the token cache made. */
+/* "0123...ef.token" or ".lock": a file the token cache made. */
 static int
 is_cache_name(const char *name)
 {
@@ -513,7 +513,7 @@ is_cache_name(const char *name)
 		if (!isxdigit((unsigned char)name[i]) ||
 		    isupper((unsigned char)name[i]))
 			return 0;
-	return strcmp(name + 32, ".json") == 0 ||
+	return strcmp(name + 32, ".token") == 0 ||
 	    strcmp(name + 32, ".lock") == 0;
 }
 
@@ -611,8 +611,8 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 		}
 		/* clear: the token file and the lock beside it */
 		n = strlen(path);
-		if (n > 5 && strcmp(path + n - 5, ".json") == 0 &&
-		    asprintf(&lock, "%.*s.lock", (int)(n - 5), path) != -1) {
+		if (n > 6 && strcmp(path + n - 6, ".token") == 0 &&
+		    asprintf(&lock, "%.*s.lock", (int)(n - 6), path) != -1) {
 			if (unlink(lock) == -1 && errno != ENOENT)
 				warnx_("cannot remove %s: %s", lock,
 				    strerror(errno));
