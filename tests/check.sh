@@ -2,7 +2,8 @@
 # The whole test suite, three times over, each in its own VPATH build,
 # then the release check:
 #
-#   plain     ./configure && make check          unit + end-to-end tests
+#   plain     ./configure && make check          unit + end-to-end tests,
+#             and no compiler warning (-Wall -Wextra ...) counts as one
 #   asan      --enable-sanitizers (ASan+UBSan)   the same; foreign clients
 #             (imtest, mbsync, saslpluginviewer) get the ASan runtime
 #             preloaded by tests/lib.sh so they can dlopen the plugin
@@ -123,9 +124,23 @@ single() {
 	fi
 }
 
+# warnings NAME: the compiler warned about nothing in build-NAME (the
+# plugin, the tool and the tests); one result.
+warnings() {
+	w=$(cat "$BUILDROOT/build-$1/make.log" "$BUILDROOT/build-$1/check.log" 2>/dev/null |
+		grep -c 'warning:' || true)
+	if [ "$w" -eq 0 ]; then
+		echo "   $1: no compiler warnings: 1 passed, 0 failed"; passed=$((passed + 1))
+	else
+		grep -h -A 2 'warning:' "$BUILDROOT/build-$1/make.log" "$BUILDROOT/build-$1/check.log" |
+			head -n 30 | sed 's/^/   | /'
+		echo "   $1: $w compiler warning(s): 0 passed, 1 failed"; failed=$((failed + 1))
+	fi
+}
+
 for r in $RUNS; do
 	case $r in
-	plain) run plain "" ;;
+	plain) run plain ""; warnings plain ;;
 	distcheck)
 		# The release tarball builds, tests, installs and uninstalls
 		# cleanly from a read-only source tree.

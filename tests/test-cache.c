@@ -254,7 +254,7 @@ test_backoff(void)
 	struct oa2_account *a;
 	struct oa2_token t = { NULL, 0 };
 	struct oa2_error err;
-	char text[1024], key[33], *file;
+	char key[33], *file;
 	time_t exp;
 	int i, from, status;
 	pid_t kids[20];
@@ -541,7 +541,7 @@ test_killed_holder(void)
 	struct oa2_account *a;
 	struct oa2_token t = { NULL, 0 };
 	struct oa2_error err;
-	char text[200], *file;
+	char *file;
 	int i, k, from, st, bad = 0, kills = 0, midway = 0;
 	double t0;
 	time_t exp;
