@@ -81,16 +81,12 @@ problem() { echo "bench: $*" >&2; echo "$*" >> "$T/problems"; }
 # ---- the test bed ------------------------------------------------------
 
 # A token endpoint that knows two certificates (2048 and 4096-bit) for
-# CERT_CLIENT, as start_tokend in tests/lib.sh does for one. It runs
+# CERT_CLIENT, where start_tokend in tests/lib.sh registers one. It runs
 # tests/tokend.py as the tests use it (Nagle off, so no 40 ms delayed-ACK
 # stall is counted as "HTTP + endpoint"; tokens backdated 5 minutes as
-# Entra does, so that Dovecot never sees one from the future), with
-# certificates of 2048 and 4096 bits.
+# Entra does, so that Dovecot never sees one from the future).
 start_bench_tokend() {
-	openssl genrsa -out "$T/issuer.key" 2048 2>/dev/null
-	mkdir -p "$T/keys/default/RS256"
-	openssl rsa -in "$T/issuer.key" -pubout -out "$T/keys/default/RS256/k1" 2>/dev/null
-	chmod -R a+rX "$T/keys"
+	make_issuer
 	for bits in 2048 4096; do
 		openssl req -x509 -newkey rsa:$bits -nodes -days 2 \
 			-subj "/CN=sasl-oauth2 bench $bits" -keyout "$T/app$bits.key" \
@@ -104,17 +100,9 @@ start_bench_tokend() {
     "$CLIENT": { "tenant": "$TENANT", "secrets": ["$SECRET"] },
     "$CERT_CLIENT": { "tenant": "$TENANT", "certs": ["$T/app2048.crt", "$T/app4096.crt"] } } }
 JSON
-	"$PYTHON3" "$top_srcdir/tests/tokend.py" --config "$T/tokend.json" --cert "$T/server.pem" \
-		--key "$T/server.key" --port-file "$T/tokend.port" --log "$T/tokend.log" \
-		--pid-file "$T/tokend.pid" 2>"$T/tokend.err" &
-	PIDS="$PIDS $!"
-	i=0
-	while [ ! -s "$T/tokend.port" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/tokend.err"; return 1; }
-		sleep 0.1
-	done
+	run_tokend tokend "$T/tokend.json" --pid-file "$T/tokend.pid"
 	# shellcheck disable=SC2034  # read by write_config
-	TOKEND_PORT=$(cat "$T/tokend.port")
+	TOKEND_PORT=$SERVED_PORT
 	: > "$T/tokend.log"
 }
 

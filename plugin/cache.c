@@ -171,7 +171,9 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	}
 	r = oa2_seterr(err, OA2_ERR_CACHE, "token cache file %s is corrupt",
 	    path);
-	if ((nl = memchr(text, '\n', len)) == NULL)
+	/* jansson skips some NUL bytes: the line holds none, or is corrupt */
+	if ((nl = memchr(text, '\n', len)) == NULL ||
+	    memchr(text, '\0', (size_t)(nl - text)) != NULL)
 		goto out;
 	tok = nl + 1;
 	toklen = len - (size_t)(tok - text);
@@ -258,7 +260,7 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 	json_t *root;
 	size_t hlen = 0, toklen = 0, len = 0, off = 0;
 	ssize_t n;
-	int fd = -1, r = OA2_ERR_NOMEM;
+	int fd = -1, errnum, r = OA2_ERR_NOMEM;
 
 	if (e->tok.access_token != NULL)
 		toklen = strlen(e->tok.access_token);
@@ -311,13 +313,16 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 		}
 		off += (size_t)n;
 	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		fd = -1;
+	/* closed whether or not fsync worked: the first error counts */
+	errnum = fsync(fd) == -1 ? errno : 0;
+	if (close(fd) == -1 && errnum == 0)
+		errnum = errno;
+	fd = -1;
+	if (errnum != 0) {
 		oa2_seterr(err, r, "cannot write token cache file in %s: %s",
-		    acct->cache_dir, strerror(errno));
+		    acct->cache_dir, strerror(errnum));
 		goto out;
 	}
-	fd = -1;
 	if (rename(tmp, path) == -1) {
 		oa2_seterr(err, r, "cannot rename %s to %s: %s", tmp, path,
 		    strerror(errno));

@@ -142,11 +142,9 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=other.example" \
 printf 'subjectAltName=DNS:other.example\n' > "$T/other.ext"
 openssl x509 -req -in "$T/other.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" \
 	-CAcreateserial -days 2 -extfile "$T/other.ext" -out "$T/other.pem" 2>/dev/null
-"$PYTHON3" "$here/tokend.py" --config "$T/tokend.json" --cert "$T/other.pem" \
-	--key "$T/other.key" --port-file "$T/other.port" --log "$T/other.log" 2>/dev/null &
-PIDS="$PIDS $!"
-i=0; while [ ! -s "$T/other.port" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
-set_conf "s|127.0.0.1:$TOKEND_PORT|127.0.0.1:$(cat "$T/other.port")|"
+# (the last --cert and --key given win)
+run_tokend other "$T/tokend.json" --cert "$T/other.pem" --key "$T/other.key"
+set_conf "s|127.0.0.1:$TOKEND_PORT|127.0.0.1:$SERVED_PORT|"
 fail_row "a TLS certificate for another host" \
 	"no alternative certificate subject name matches target host name" "ca_file"
 cp "$T/good.conf" "$CONF"

@@ -221,17 +221,10 @@ cat > "$T/tokend2.json" <<JSON
   "tenants": { "norole.onmicrosoft.com": { "id": "99999999-2222-3333-4444-555555555555", "domain": "norole.com" } },
   "clients": { "$CLIENT": { "tenant": "norole.onmicrosoft.com", "secrets": ["$SECRET"], "roles": [] } } }
 JSON
-"$PYTHON3" "$here/tokend.py" --config "$T/tokend2.json" --cert "$T/server.pem" \
-	--key "$T/server.key" --port-file "$T/tokend2.port" --log "$T/tokend2.log" 2>"$T/tokend2.err" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$T/tokend2.port" ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/tokend2.err"; exit 1; }
-	sleep 0.1
-done
+run_tokend tokend2 "$T/tokend2.json"
 write_config ",
 	{ match = \"*@norole.com\";
-	  authority = \"https://127.0.0.1:$(cat "$T/tokend2.port")\";
+	  authority = \"https://127.0.0.1:$SERVED_PORT\";
 	  tenant = \"norole.onmicrosoft.com\";
 	  client_id = \"$CLIENT\";
 	  client_secret_file = \"$T/etc/contoso.secret\"; }"
@@ -294,14 +287,8 @@ while True:
     finally:
         conn.close()
 PY
-"$PYTHON3" "$T/smtp535.py" "$T/server.pem" "$T/server.key" "$T/smtp535.port" 2>"$T/smtp535.err" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$T/smtp535.port" ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/smtp535.err"; exit 1; }
-	sleep 0.1
-done
-run smtpoff test "$USER1" --smtp "smtp://127.0.0.1:$(cat "$T/smtp535.port")" --ca-file "$T/ca.pem"
+serve smtp535 "$PYTHON3" "$T/smtp535.py" "$T/server.pem" "$T/server.key" "$T/smtp535.port"
+run smtpoff test "$USER1" --smtp "smtp://127.0.0.1:$SERVED_PORT" --ca-file "$T/ca.pem"
 expect smtpoff 77 out "server: 535 5.7.139 Authentication unsuccessful" "SMTP AUTH disabled: the server's answer"
 expect smtpoff 77 out "likely cause: SMTP AUTH (client submission) is disabled for the tenant" \
 	"SMTP AUTH disabled: diagnosed, 77"
@@ -336,8 +323,10 @@ expect list2 0 out "no cached token" "cache list after clear: no cached token"
 n=$(token_requests)
 run tok3 token "$USER1"
 check "after cache clear, token asks the endpoint again" [ "$(token_requests)" = $((n + 1)) ]
+# the token file of development builds before 0.1.0, no longer read
+( umask 077; printf '{"version":1}' > "$T/cache/0123456789abcdef0123456789abcdef.json" )
 run clearall cache clear
-check "cache clear: exit 0, every token and lock file gone (stale ones too)" \
+check "cache clear: exit 0, every token and lock file gone (stale and old ones too)" \
 	sh -c "[ $(rc clearall) = 0 ] && [ -z \"\$(ls '$T/cache')\" ]"
 expect clearall 0 out "stale file(s) from $T/cache" "cache clear: says it removed stale files"
 run clearnouser cache clear nobody@nowhere.test

@@ -101,11 +101,41 @@ make_client_cert() {
 	chmod 600 "$T/app.key"
 }
 
-start_tokend() {
+# serve NAME COMMAND...: start a test server in the background (killed
+# at the end; stderr in $T/NAME.err) that writes the port it listens on
+# to $T/NAME.port, wait until it has, and set SERVED_PORT.
+serve() {
+	_n=$1; shift
+	"$@" 2>"$T/$_n.err" &
+	PIDS="$PIDS $!"
+	i=0
+	while [ ! -s "$T/$_n.port" ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/$_n.err"; return 1; }
+		sleep 0.1
+	done
+	SERVED_PORT=$(cat "$T/$_n.port")
+}
+
+# run_tokend NAME CONFIG [OPTION...]: an Entra stand-in (tests/tokend.py)
+# with CONFIG, TLS by the test CA, logging to $T/NAME.log.
+run_tokend() {
+	_n=$1 _c=$2; shift 2
+	serve "$_n" "$PYTHON3" "$here/tokend.py" --config "$_c" \
+		--cert "$T/server.pem" --key "$T/server.key" \
+		--port-file "$T/$_n.port" --log "$T/$_n.log" "$@"
+}
+
+# The key the stand-in signs access tokens with, and its public half
+# where Dovecot's oauth2 passdb looks for it.
+make_issuer() {
 	openssl genrsa -out "$T/issuer.key" 2048 2>/dev/null
 	mkdir -p "$T/keys/default/RS256"
 	openssl rsa -in "$T/issuer.key" -pubout -out "$T/keys/default/RS256/k1" 2>/dev/null
 	chmod -R a+rX "$T/keys"
+}
+
+start_tokend() {
+	make_issuer
 	[ -f "$T/app.crt" ] || make_client_cert
 	cat > "$T/tokend.json" <<JSON
 { "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599}, "record": "$T/tokend.record",
@@ -115,16 +145,9 @@ start_tokend() {
     "$CLIENT": { "tenant": "$TENANT", "secrets": ["$SECRET"], "expired_secrets": ["expired-secret"] },
     "$CERT_CLIENT": { "tenant": "$TENANT", "certs": ["$T/app.crt"] } } }
 JSON
-	"$PYTHON3" "$here/tokend.py" --config "$T/tokend.json" --cert "$T/server.pem" \
-		--key "$T/server.key" --port-file "$T/tokend.port" --log "$T/tokend.log" \
-		--control "$T/tokend.control" --pid-file "$T/tokend.pid" 2>"$T/tokend.err" &
-	PIDS="$PIDS $!"
-	i=0
-	while [ ! -s "$T/tokend.port" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { cat "$T/tokend.err"; return 1; }
-		sleep 0.1
-	done
-	TOKEND_PORT=$(cat "$T/tokend.port")
+	run_tokend tokend "$T/tokend.json" --control "$T/tokend.control" \
+		--pid-file "$T/tokend.pid"
+	TOKEND_PORT=$SERVED_PORT
 	: > "$T/tokend.log"
 }
 

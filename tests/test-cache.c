@@ -66,15 +66,20 @@ requests(void)
  * fsync, as the cache calls it after writing the temporary file. When
  * fsync_stop is set (in a child), it tears the file in half, tells the
  * parent through fsync_stop, and waits to be killed: a writer caught
- * in the middle of its write, its lock held.
+ * in the middle of its write, its lock held. When fsync_fail is set, it
+ * fails with EIO, as on a disk that is going away.
  */
-static int fsync_stop = -1;
+static int fsync_stop = -1, fsync_fail;
 
 int
 fsync(int fd)
 {
 	struct stat st;
 
+	if (fsync_fail) {
+		errno = EIO;
+		return -1;
+	}
 	if (fsync_stop != -1) {
 		if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size / 2) == 0 &&
 		    write(fsync_stop, "w", 1) == 1)
@@ -95,14 +100,20 @@ sink(void *ctx, int level, const char *msg)
 }
 
 static void
-put(const char *path, const char *text, mode_t mode)
+put_bytes(const char *path, const char *data, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
-	if (fd == -1 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+	if (fd == -1 || write(fd, data, len) != (ssize_t)len)
 		abort();
 	close(fd);
 	chmod(path, mode);
+}
+
+static void
+put(const char *path, const char *text, mode_t mode)
+{
+	put_bytes(path, text, strlen(text), mode);
 }
 
 /* A cache file holding token until exp, laid out as disk_write does. */
@@ -460,6 +471,51 @@ test_backoff(void)
 	free(file);
 }
 
+static int
+open_fds(void)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d != NULL && (de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A cache file that cannot be written (fsync fails): the login goes on
+ * with the token, the failure is logged, and nothing is left behind, not
+ * a temporary file, not a descriptor.
+ */
+static void
+test_fsync_fails(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	int from, fds, i;
+
+	cfg = conf_with("", "fsync-s3cret", 0);
+	fds = open_fds();
+	i = requests();
+	fsync_fail = 1;
+	logged[0] = '\0';
+	ok(oa2_token_get(&cfg->accounts[0], &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == i + 1,
+	    "fsync fails: the token is still used");
+	fsync_fail = 0;
+	has_str(logged, "cannot write token cache file in ", "and it is logged");
+	has_str(logged, "Input/output error", "with the reason");
+	ok(temp_files(&cfg->accounts[0]) == 0, "no temporary file is left");
+	ok(open_fds() == fds, "no descriptor is left open");
+	oa2_token_clear(&t);
+	oa2_config_free(&cfg);
+}
+
 /*
  * A writer killed with SIGKILL in the middle of its write (the
  * temporary file torn in half, the lock held): the cache file is the
@@ -696,6 +752,9 @@ main(void)
 			"{\"version\":1,\"access_token\":\"abc\","
 			"\"expires_at\":99999999999}\n",
 		};
+		static const char nul[] = "{\"version\":1,\"expires_at\":"
+		    "99999999999,\"token_length\":3\0}\nabc";
+		time_t nul_exp;
 		size_t k;
 
 		for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
@@ -707,6 +766,10 @@ main(void)
 			    "a corrupt cache file is replaced");
 			oa2_token_clear(&t2);
 		}
+		/* a NUL byte in the JSON line, where jansson would skip it */
+		put_bytes(file, nul, sizeof(nul) - 1, 0600);
+		ok(oa2_cache_peek(a, &nul_exp, &err) == OA2_ERR_CACHE,
+		    "a NUL byte in the JSON line is corrupt");
 		put_token(file, "abc", time(NULL) + 9999, 0644);
 		oa2_token_clear(&a->mem);
 		i = requests();
@@ -806,6 +869,7 @@ main(void)
 	free(file);
 
 	test_backoff();
+	test_fsync_fails();
 	test_killed_writer();
 	test_killed_holder();
 

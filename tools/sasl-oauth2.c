@@ -503,7 +503,11 @@ cmd_thumbprint(const char *path)
 
 /* ---- cache ----------------------------------------------------------- */
 
-/* "0123...ef.token" or ".lock": a file the token cache made. */
+/*
+ * "0123...ef.token" or ".lock": a file the token cache made (".json":
+ * the token file of development builds before 0.1.0, which the plugin
+ * no longer reads and `cache clear` removes).
+ */
 static int
 is_cache_name(const char *name)
 {
@@ -514,6 +518,7 @@ is_cache_name(const char *name)
 		    isupper((unsigned char)name[i]))
 			return 0;
 	return strcmp(name + 32, ".token") == 0 ||
+	    strcmp(name + 32, ".json") == 0 ||
 	    strcmp(name + 32, ".lock") == 0;
 }
 
