@@ -252,6 +252,22 @@ get_in_child(struct oa2_account *a)
 	return pid;
 }
 
+/* Whether 20 children asking at once were all refused (status 1). */
+static int
+all_refused_in_children(struct oa2_account *a)
+{
+	pid_t kids[20];
+	int k, st, status = 0;
+
+	for (k = 0; k < 20; k++)
+		kids[k] = get_in_child(a);
+	for (k = 0; k < 20; k++) {
+		waitpid(kids[k], &st, 0);
+		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 1;
+	}
+	return status == 0;
+}
+
 /*
  * A permanent refusal is remembered (disk, then memory-only accounts)
  * for failure_backoff seconds; transient failures are not; a new
@@ -267,8 +283,7 @@ test_backoff(void)
 	struct oa2_error err;
 	char key[33], *file;
 	time_t exp;
-	int i, from, status;
-	pid_t kids[20];
+	int i, from;
 
 	cfg = conf_with("", "B4ckoff-s3cret", 0);
 	a = &cfg->accounts[0];
@@ -303,33 +318,15 @@ test_backoff(void)
 	has_str(err.msg, "(remembered; next attempt in", "and says so");
 
 	/* 20 processes with the refusal on disk: no request at all */
-	for (int k = 0; k < 20; k++)
-		kids[k] = get_in_child(a);
-	status = 0;
-	for (int k = 0; k < 20; k++) {
-		int st;
-
-		waitpid(kids[k], &st, 0);
-		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 1;
-	}
-	ok(status == 0 && requests() == i + 1,
+	ok(all_refused_in_children(a) && requests() == i + 1,
 	    "20 more processes fail at once, without a request");
 
 	/* ... and 20 processes that meet a refusal together: one request */
 	unlink(file);
 	stub_sleep_ms = 300;
-	for (int k = 0; k < 20; k++)
-		kids[k] = get_in_child(a);
-	status = 0;
-	for (int k = 0; k < 20; k++) {
-		int st;
-
-		waitpid(kids[k], &st, 0);
-		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 1;
-	}
-	stub_sleep_ms = 0;
-	ok(status == 0 && requests() == i + 2,
+	ok(all_refused_in_children(a) && requests() == i + 2,
 	    "20 processes refused together made one request");
+	stub_sleep_ms = 0;
 
 	/* forgetting a token leaves the refusal alone */
 	oa2_token_forget(a, &lg, "some-token");
