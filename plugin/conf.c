@@ -462,6 +462,12 @@ load_account(struct loader *ld, const config_setting_t *g,
 	    (r = dup_into(ld, &a->client_id, client_id)) != 0 ||
 	    (r = dup_into(ld, &a->scope, st.scope)) != 0)
 		return r;
+	/*
+	 * The scheme is case-insensitive (RFC 3986, 3.1); "HTTPS://" is
+	 * written as "https://", the form the token URL and an
+	 * assertion's aud claim are compared in.
+	 */
+	memcpy(a->authority, "https://", 8);
 	n = strlen(a->authority);
 	while (n > 0 && a->authority[n - 1] == '/')
 		a->authority[--n] = '\0';

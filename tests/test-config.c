@@ -192,7 +192,7 @@ main(void)
 
 	/* Defaults, inheritance, the token URL, matching. */
 	write_conf("version = 1;\n"
-	    "defaults = { authority = \"https://login.example.net/\"; "
+	    "defaults = { authority = \"HTTPS://login.example.net/\"; "
 	    "ca_file = \"@CA@\"; timeout = 7; refresh_margin = 60; "
 	    "log_level = \"debug\"; cache_dir = \"/var/tmp/x\"; };\n"
 	    "accounts = (\n"
@@ -213,7 +213,8 @@ main(void)
 	ok(cfg->naccounts == 3 && cfg->log_level == OA2_LOG_DEBUG, "counted");
 	a = &cfg->accounts[0];
 	is_str(a->token_url, "https://login.example.net/contoso.onmicrosoft.com"
-	    "/oauth2/v2.0/token", "token URL, trailing slash dropped");
+	    "/oauth2/v2.0/token",
+	    "token URL: scheme in lower case, trailing slash dropped");
 	is_str(a->scope, "https://outlook.office365.com/.default", "default scope");
 	ok(a->timeout == 7 && a->refresh_margin == 60 &&
 	    a->failure_backoff == 60, "inherited numbers");
