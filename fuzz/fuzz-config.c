@@ -127,8 +127,9 @@ expand(const uint8_t *data, size_t size, size_t *outlen)
 static void
 check_loaded(struct oa2_config *cfg)
 {
-	char mailbox[1024];
+	char *mailbox;
 	size_t i;
+	int r;
 
 	fuzz_assert(cfg->naccounts > 0 && cfg->accounts != NULL);
 	fuzz_assert(cfg->log_level >= OA2_LOG_ERROR &&
@@ -161,12 +162,15 @@ check_loaded(struct oa2_config *cfg)
 		 * with a blank local part (no exact match can hold one).
 		 */
 		if (strcmp(a->match, "*") == 0)
-			snprintf(mailbox, sizeof(mailbox), " ");
+			r = asprintf(&mailbox, " ");
 		else if (a->match[0] == '*')
-			snprintf(mailbox, sizeof(mailbox), " %s", a->match + 1);
+			r = asprintf(&mailbox, " %s", a->match + 1);
 		else
-			snprintf(mailbox, sizeof(mailbox), "%s", a->match);
+			r = asprintf(&mailbox, "%s", a->match);
+		if (r == -1)
+			abort();
 		fuzz_assert(oa2_config_match(cfg, mailbox) == a);
+		free(mailbox);
 	}
 	fuzz_assert(oa2_config_changed(cfg) == 0);
 }
