@@ -13,6 +13,8 @@
 #   fuzz      make fuzz (clang, libFuzzer)       each target for
 #             FUZZ_SECONDS, one result per target (fuzz/README.md)
 #   bench     make bench BENCH_FLAGS=--quick      it still runs; one result
+#   lint      groff -ww -z -man on each man page, and .RS/.RE balanced
+#             (none left open at a .SH or at the end); one result
 #
 # and ends with one line, "N passed, N failed", summed over
 # the runs from automake's .trs files. Exit status 1 when anything
@@ -20,14 +22,14 @@
 #
 # Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
 # go; default the source tree), JOBS (make -j; default the CPU count),
-# RUNS (default "plain asan valgrind distcheck fuzz bench"), FUZZ_SECONDS
+# RUNS (default "lint plain asan valgrind distcheck fuzz bench"), FUZZ_SECONDS
 # (default 30).
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 BUILDROOT=${BUILDROOT:-$src}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-RUNS=${RUNS:-plain asan valgrind distcheck fuzz bench}
+RUNS=${RUNS:-lint plain asan valgrind distcheck fuzz bench}
 VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
 passed=0 failed=0 skipped=0
 start=$(date +%s)
@@ -138,8 +140,33 @@ warnings() {
 	fi
 }
 
+# lint: the man pages format without a groff warning, and every .RS is
+# closed before the next .SH and the end of the page (an open .RS nests
+# the following entries under the one before it, and groff says nothing).
+lint() {
+	say "lint: groff -ww -z -man and .RS/.RE balance of man/*.[1-8]"
+	bad=0
+	for page in "$src"/man/*.[1-8]; do
+		out=$(groff -ww -z -man "$page" 2>&1) || bad=1
+		[ -z "$out" ] || { echo "$out" | sed 's/^/   | /'; bad=1; }
+		awk -v f="${page#"$src"/}" '
+		    /^\.RS/ { d++ }
+		    /^\.RE/ { if (--d < 0) { print "   | " f ":" NR ": .RE without .RS"; e = 1; d = 0 } }
+		    /^\.S[HS]/ { if (d > 0) { print "   | " f ":" NR ": " $0 " inside " d " open .RS (opened at line " o ")"; e = 1; d = 0 } }
+		    /^\.RS/ { o = NR }
+		    END { if (d > 0) { print "   | " f ": " d " .RS open at the end"; e = 1 } exit e }' \
+		    "$page" || bad=1
+	done
+	if [ "$bad" -eq 0 ]; then
+		echo "   lint: 1 passed, 0 failed"; passed=$((passed + 1))
+	else
+		echo "   lint: 0 passed, 1 failed"; failed=$((failed + 1))
+	fi
+}
+
 for r in $RUNS; do
 	case $r in
+	lint) lint ;;
 	plain) run plain ""; warnings plain ;;
 	distcheck)
 		# The release tarball builds, tests, installs and uninstalls

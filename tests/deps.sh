@@ -19,7 +19,7 @@ PKGS="
 	dovecot-core dovecot-imapd dovecot-submissiond postfix
 	cyrus-clients isync curl
 	python3 python3-cryptography openssl ca-certificates
-	valgrind procps clang
+	valgrind procps clang groff-base
 "
 
 if [ "$(id -u)" != 0 ]; then
