@@ -23,15 +23,31 @@ struct oa2_http_response {
 	char	*body;			/* NUL-terminated; may hold a token */
 	size_t	len;
 	long	retry_after;		/* seconds from Retry-After, or -1 */
+	char	location[128];		/* host:port a redirect names, or "" */
 };
 
 /*
  * POST req and fill resp (cleared on entry). Transport failures
  * (DNS, connect, TLS, timeout, body too large) return OA2_ERR_NETWORK
  * or OA2_ERR_RESPONSE with a sentence; any HTTP status is OA2_OK.
+ * In a setuid or setgid process no proxy is taken from the environment,
+ * and while SSLKEYLOGFILE is set nothing is sent (OA2_ERR_CONFIG).
  */
 int oa2_http_post(const struct oa2_http_request *req,
     struct oa2_http_response *resp, struct oa2_error *err);
+
+/*
+ * Initialise libcurl for the process (curl_global_init), except in a
+ * setuid or setgid process with SSLKEYLOGFILE set: libcurl would open
+ * that file as it initialises. Returns OA2_OK or OA2_ERR_INTERNAL.
+ * oa2_http_global_cleanup() undoes what it did. Not thread-safe: call
+ * them under the caller's own lock, paired.
+ */
+int oa2_http_global_init(void);
+void oa2_http_global_cleanup(void);
+
+/* Whether the process is setuid or setgid (getauxval(AT_SECURE)). */
+int oa2_http_secure(void);
 
 /* Wipe and free the body. Accepts NULL. */
 void oa2_http_response_clear(struct oa2_http_response *resp);

@@ -7,6 +7,11 @@
  * the answer holds the access token: neither ever reaches a message,
  * CURLOPT_VERBOSE is never set, and every buffer that held either is
  * wiped before it is freed.
+ *
+ * In a setuid or setgid host (AT_SECURE) the invoking user controls the
+ * environment: libcurl takes no proxy from it, and no token is fetched
+ * while SSLKEYLOGFILE is set (libcurl would write the TLS session keys
+ * to that file, opened when libcurl is initialised).
  */
 #include "config.h"
 
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -29,6 +35,55 @@ static const char *const hdrs[] = {
 	"Expect:",	/* no 100-continue round trip for long assertions */
 };
 
+/* Whether libcurl was initialised by oa2_http_global_init(). */
+static int curl_inited;
+
+int
+oa2_http_secure(void)
+{
+	return getauxval(AT_SECURE) != 0;
+}
+
+/*
+ * SSLKEYLOGFILE set in a setuid or setgid process. getenv, not
+ * secure_getenv: the point is to see what the invoking user set.
+ */
+static int
+keylog_refused(void)
+{
+	return oa2_http_secure() && getenv("SSLKEYLOGFILE") != NULL;
+}
+
+static int
+keylog_error(struct oa2_error *err)
+{
+	return oa2_seterr(err, OA2_ERR_CONFIG, "no token is fetched while "
+	    "SSLKEYLOGFILE is set in the environment of this setuid or "
+	    "setgid program: libcurl would write the TLS session keys of "
+	    "the token request, which holds the client secret or assertion, "
+	    "to a file the invoking user chose");
+}
+
+int
+oa2_http_global_init(void)
+{
+	/* libcurl opens SSLKEYLOGFILE in curl_global_init: do not call it */
+	if (keylog_refused())
+		return OA2_OK;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return OA2_ERR_INTERNAL;
+	curl_inited = 1;
+	return OA2_OK;
+}
+
+void
+oa2_http_global_cleanup(void)
+{
+	if (curl_inited)
+		curl_global_cleanup();
+	curl_inited = 0;
+}
+
 /* The answer as it arrives, capped at max bytes. */
 struct sink {
 	char	*buf;
@@ -38,7 +93,10 @@ struct sink {
 	int	too_big;
 	int	nomem;
 	long	retry_after;
+	char	location[128];	/* host of a Location header */
 };
+
+static void url_host(const char *url, char *dst, size_t dstlen);
 
 /* Grow without realloc: the old buffer may hold a token, so wipe it. */
 static size_t
@@ -74,6 +132,26 @@ on_body(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/*
+ * Location: the host a redirect names (an absolute URL's host:port,
+ * sanitised), for the sentence; never followed.
+ */
+static void
+on_location(struct sink *s, const char *data, size_t n)
+{
+	char value[512], *p;
+	size_t len = n - 9;
+
+	if (len >= sizeof(value))
+		len = sizeof(value) - 1;
+	memcpy(value, data + 9, len);
+	value[len] = '\0';
+	value[strcspn(value, "\r\n")] = '\0';
+	p = value + strspn(value, " \t");
+	if (strstr(p, "://") != NULL)
+		url_host(p, s->location, sizeof(s->location));
+}
+
 /* Retry-After: delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *userp)
@@ -83,6 +161,10 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 	char value[128], *p, *end;
 	long v;
 
+	if (n > 9 && strncasecmp(data, "Location:", 9) == 0) {
+		on_location(s, data, n);
+		return n;
+	}
 	if (n <= 12 || strncasecmp(data, "Retry-After:", 12) != 0)
 		return n;
 	len = n - 12;
@@ -190,7 +272,7 @@ int
 oa2_http_post(const struct oa2_http_request *req,
     struct oa2_http_response *resp, struct oa2_error *err)
 {
-	struct sink s = { NULL, 0, 0, req->max_body, 0, 0, -1 };
+	struct sink s = { NULL, 0, 0, req->max_body, 0, 0, -1, "" };
 	struct curl_slist *headers = NULL, *h;
 	struct curl_blob ca;
 	char ebuf[CURL_ERROR_SIZE] = "";
@@ -205,6 +287,9 @@ oa2_http_post(const struct oa2_http_request *req,
 	if (strncasecmp(req->url, "https://", 8) != 0)
 		return oa2_seterr(err, OA2_ERR_CONFIG, "the token endpoint "
 		    "must be an https:// URL");
+	/* before curl_easy_init, which may initialise libcurl itself */
+	if (keylog_refused())
+		return keylog_error(err);
 	if ((curl = curl_easy_init()) == NULL)
 		return oa2_seterr(err, OA2_ERR_NOMEM, "cannot start libcurl");
 	for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
@@ -227,6 +312,18 @@ oa2_http_post(const struct oa2_http_request *req,
 	    (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK) {
 		r = oa2_seterr(err, OA2_ERR_INTERNAL, "this libcurl cannot "
 		    "restrict the token request to verified HTTPS");
+		goto out;
+	}
+	/*
+	 * Outside setuid hosts, libcurl's https_proxy, HTTPS_PROXY,
+	 * ALL_PROXY and NO_PROXY are honoured (documented); inside, none.
+	 */
+	if (oa2_http_secure() &&
+	    (curl_easy_setopt(curl, CURLOPT_PROXY, "") != CURLE_OK ||
+	    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*") != CURLE_OK)) {
+		r = oa2_seterr(err, OA2_ERR_INTERNAL, "this libcurl cannot "
+		    "be told to ignore the proxy settings of the environment "
+		    "in a setuid or setgid program");
 		goto out;
 	}
 	if (req->ca_data != NULL) {
@@ -284,6 +381,7 @@ oa2_http_post(const struct oa2_http_request *req,
 	resp->body = s.buf;
 	resp->len = s.len;
 	resp->retry_after = s.retry_after;
+	memcpy(resp->location, s.location, sizeof(resp->location));
 	s.buf = NULL;		/* transferred */
 	s.cap = 0;
 	r = OA2_OK;

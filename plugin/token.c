@@ -185,6 +185,20 @@ parse_error(long status, json_t *root, struct oa2_error *err)
 	    meaning != NULL ? ")" : "", *d != '\0' ? ": " : "", d);
 }
 
+/*
+ * A redirect is never followed: the token endpoint does not move, so
+ * the authority names something else (a web server, a captive portal).
+ * A configuration error, not a refusal: never remembered.
+ */
+static int
+redirect_error(long status, const char *location, struct oa2_error *err)
+{
+	return oa2_seterr(err, OA2_ERR_CONFIG, "the token endpoint answered "
+	    "HTTP %ld (a redirect%s%s, not followed): the authority is wrong",
+	    status, location != NULL && *location != '\0' ? " to " : "",
+	    location != NULL ? location : "");
+}
+
 int
 oa2_token_parse(long status, const char *body, size_t len, time_t now,
     struct oa2_token *out, struct oa2_error *err)
@@ -194,6 +208,8 @@ oa2_token_parse(long status, const char *body, size_t len, time_t now,
 	int r;
 
 	memset(out, 0, sizeof(*out));
+	if (status >= 300 && status < 400)
+		return redirect_error(status, NULL, err);
 	root = body != NULL ?
 	    json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 	if (!json_is_object(root)) {
@@ -339,7 +355,7 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, struct oa2_error *err)
 {
 	struct oa2_http_request req;
-	struct oa2_http_response resp = { 0, NULL, 0, -1 };
+	struct oa2_http_response resp = { 0, NULL, 0, -1, "" };
 	struct oa2_error local;
 	struct timespec t0, ts;
 	char *form = NULL;
@@ -373,7 +389,9 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 		r = oa2_http_post(&req, &resp, err);
 		oa2_freezero(form, len + 1);
 		form = NULL;
-		if (r == 0)
+		if (r == 0 && resp.status >= 300 && resp.status < 400)
+			r = redirect_error(resp.status, resp.location, err);
+		else if (r == 0)
 			r = oa2_token_parse(resp.status, resp.body, resp.len,
 			    now, out, err);
 		wait = resp.retry_after >= 0 ? resp.retry_after : 1;

@@ -154,6 +154,16 @@ static const struct parse_case parse_cases[] = {
 	{ "500 with server_error", 500, NULL,
 	    "{\"error\":\"server_error\"}", OA2_ERR_TRANSIENT,
 	    "(HTTP 500): server_error", NULL },
+
+	/* a redirect is a wrong authority: never a refusal to remember */
+	{ "302 with an Entra-shaped body", 302, NULL,
+	    "{\"error\":\"invalid_client\",\"error_codes\":[7000215]}",
+	    OA2_ERR_CONFIG, "answered HTTP 302 (a redirect, not followed): "
+	    "the authority is wrong", NULL },
+	{ "301 with an HTML body", 301, NULL, "<html>Moved</html>",
+	    OA2_ERR_CONFIG, "HTTP 301 (a redirect", NULL },
+	{ "308 with an empty body", 308, NULL, "", OA2_ERR_CONFIG,
+	    "the authority is wrong", NULL },
 	{ "unknown code: no meaning, still the code", 400, NULL,
 	    "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS12345"
 	    ": Something new.\\r\\nTrace ID: x\",\"error_codes\":[12345]}",
@@ -180,8 +190,8 @@ static const struct parse_case parse_cases[] = {
 	{ "HTML 404 page", 404, NULL, "<html>Not Found</html>",
 	    OA2_ERR_RESPONSE, "HTTP 404 with a non-JSON body (check authority",
 	    NULL },
-	{ "302 empty", 302, NULL, "", OA2_ERR_RESPONSE,
-	    "HTTP 302 with a non-JSON body", NULL },
+	{ "302 empty", 302, NULL, "", OA2_ERR_CONFIG,
+	    "HTTP 302 (a redirect, not followed)", NULL },
 
 	/* a 200 that is not a usable token */
 	{ "garbage", 200, NULL, "access_token=" TOK, OA2_ERR_RESPONSE,
@@ -1095,6 +1105,29 @@ test_fetch(struct server *sv, char *ca, size_t calen)
 	ok(r == OA2_ERR_DENIED && sv->nreq == 1, "fetch: 401 not retried");
 	has_str(err.msg, "invalid_client: AADSTS7000215 (the client secret is "
 	    "wrong", "fetch: 401 sentence");
+
+	/* a redirect: a configuration error naming where it pointed */
+	script(sv, 1, answer(302, "Location: https://user:pw@login.example"
+	    ".test:8443/x?y\r\n", "{\"error\":\"invalid_client\","
+	    "\"error_codes\":[7000215]}"));
+	r = oa2_token_fetch(&acct, &lg, NOW, &tok, &err);
+	ok(r == OA2_ERR_CONFIG && sv->nreq == 1, "fetch: 302 is a "
+	    "configuration error, not retried");
+	has_str(err.msg, "the token endpoint answered HTTP 302 (a redirect to "
+	    "login.example.test:8443, not followed): the authority is wrong",
+	    "fetch: 302 sentence names the host");
+	ok(strstr(err.msg, "pw") == NULL && strstr(err.msg, "AADSTS") ==
+	    NULL, "fetch: 302 sentence: no userinfo, no body");
+	script(sv, 1, answer(307, "Location: /elsewhere\r\n", ""));
+	r = oa2_token_fetch(&acct, &lg, NOW, &tok, &err);
+	ok(r == OA2_ERR_CONFIG, "fetch: 307 to a path: configuration error");
+	has_str(err.msg, "HTTP 307 (a redirect, not followed)", "fetch: 307 "
+	    "sentence");
+	script(sv, 1, answer(301, "Location: https://evil\x01host/\r\n",
+	    ""));
+	r = oa2_token_fetch(&acct, &lg, NOW, &tok, &err);
+	ok(r == OA2_ERR_CONFIG && strchr(err.msg, '\x01') == NULL,
+	    "fetch: 301: the Location host is sanitised");
 
 	/* no credential */
 	acct.client_secret = NULL;
