@@ -4,6 +4,7 @@
 #ifndef OA2_CONF_H
 #define OA2_CONF_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -16,14 +17,27 @@
 
 /* A CA bundle read into memory at load time (before any chroot). */
 struct oa2_blob {
-	char	*path;
+	char	*path;			/* as first named */
 	char	*data;
 	size_t	len;
+	dev_t	dev;			/* the file's identity: one copy */
+	ino_t	ino;			/* per file, whatever its path */
 };
 
+/*
+ * An account whose credential or a value failed to load is kept,
+ * broken: match and line are set, load_err holds its file:line
+ * sentence, and it has no credential (client_secret and cert NULL,
+ * cache_key empty; other fields may be unset). oa2_config_match still
+ * returns it for its mailboxes, so that they never fall through to
+ * "*@domain" or "*": a caller checks broken first and fails with
+ * load_err (never asks for a token with a broken account).
+ */
 struct oa2_account {
 	char	*match;			/* "user@dom", "*@dom" or "*" */
 	int	line;			/* where the account starts in the file */
+	int	broken;			/* 1: not loaded, see load_err */
+	struct oa2_error load_err;	/* why (file:line: ...), if broken */
 	char	*authority;		/* https://login.microsoftonline.com */
 	char	*tenant;
 	char	*client_id;
@@ -47,6 +61,12 @@ struct oa2_account {
 	int	cache_warned;		/* "cache dir unusable" logged once */
 	char	refused[OA2_ERRMSG_MAX];	/* memory only: a remembered */
 	time_t	refused_until;			/* refusal, until then */
+	/* plugin/cache.c's own, one set per account (docs/cache.md) */
+	pthread_mutex_t	lock;		/* one token request at a time */
+	time_t	mem_fetched;		/* when mem came from the endpoint */
+	long long failed_at;		/* ns: a transient failure, kept */
+	int	failed_code;		/* for the threads that waited */
+	char	failed[OA2_ERRMSG_MAX];	/* for it (see cache.c) */
 };
 
 struct oa2_config {
@@ -54,8 +74,10 @@ struct oa2_config {
 	int	log_level;
 	struct oa2_account *accounts;
 	size_t	naccounts;
+	size_t	nbroken;		/* accounts with broken set */
 	struct oa2_blob *cas;
 	size_t	ncas;
+	size_t	maxcas;			/* cas has room for this many */
 	/* identity of the file when loaded, to notice changes */
 	dev_t	dev;
 	ino_t	ino;
@@ -66,7 +88,18 @@ struct oa2_config {
 /*
  * Load and validate path. Every error names file, line and key. On
  * success *out is the config; free with oa2_config_free. Warnings (a
- * certificate close to expiry) go to lg.
+ * certificate close to expiry, a broken account) go to lg.
+ *
+ * The file, and each directory on its real path up to /, must be owned
+ * by root or the effective user and not writable by group or others
+ * (a directory may be, with the sticky bit); a file holding an inline
+ * client_secret must not be readable by group or others either.
+ *
+ * The whole load fails on a missing, unsafe or unparsable file, an
+ * error in the top level or in defaults, and an account without a
+ * valid, unique match. Any other error in an account only marks that
+ * account broken (see struct oa2_account) and the load succeeds;
+ * cfg->nbroken counts them.
  */
 int oa2_config_load(const char *path, const struct oa2_log *lg,
     struct oa2_config **out, struct oa2_error *err);

@@ -4,6 +4,8 @@
 #ifndef OA2_SECRET_H
 #define OA2_SECRET_H
 
+#include <sys/types.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include "error.h"
 
@@ -33,6 +35,28 @@ int oa2_check_private_fd(int fd, const char *path, const char *what,
  */
 int oa2_read_file(const char *path, const char *what, int private_,
     size_t max, char **out, size_t *outlen, struct oa2_error *err);
+
+/*
+ * As oa2_read_file, and on success *stp (if not NULL) is the fstat of
+ * the descriptor the contents were read from.
+ */
+int oa2_read_file_st(const char *path, const char *what, int private_,
+    size_t max, char **out, size_t *outlen, struct stat *stp,
+    struct oa2_error *err);
+
+/*
+ * The rule of OpenSSH's safe_path() for a file that decides what is
+ * read and where it is sent (the configuration): the file (fst, the
+ * fstat of the descriptor it was read from) and every directory from
+ * its real location (symbolic links resolved) up to / must be owned by
+ * root or by the effective user and not writable by group or others;
+ * a directory writable by others passes with the sticky bit (/tmp).
+ * what names the file in messages ("configuration file"). The error
+ * (OA2_ERR_CONFIG) names the file or directory and the chown or chmod
+ * that fixes it.
+ */
+int oa2_check_safe_path(const char *path, const struct stat *fst,
+    const char *what, struct oa2_error *err);
 
 /*
  * Read a secret from a private file: trailing CR/LF and blanks are

@@ -61,6 +61,11 @@ struct loader {
 	int			has_inline_secret;
 };
 
+/* The path of the sample configuration installed with the package. */
+#ifndef OA2_SAMPLE_CONF
+#define OA2_SAMPLE_CONF	"/usr/local/share/doc/sasl-oauth2/sasl-oauth2.conf"
+#endif
+
 static int __attribute__((format(printf, 4, 5)))
 fail(struct loader *ld, const config_setting_t *s, int code,
     const char *fmt, ...)
@@ -209,41 +214,70 @@ read_settings(struct loader *ld, const config_setting_t *g,
 	return OA2_OK;
 }
 
-/* The CA bundle for path, read once per config and shared. */
+/* The blob already read from the file with this identity, or NULL. */
+static const struct oa2_blob *
+find_ca(const struct oa2_config *cfg, dev_t dev, ino_t ino)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->ncas; i++)
+		if (cfg->cas[i].dev == dev && cfg->cas[i].ino == ino)
+			return &cfg->cas[i];
+	return NULL;
+}
+
+/*
+ * The CA bundle for path, read once per config and shared: one file
+ * named through several paths (symbolic links, "./", "//") is one
+ * device and inode, and one copy in memory.
+ */
 static int
 load_ca(struct loader *ld, const config_setting_t *s, const char *path,
     int explicit_, const struct oa2_blob **out)
 {
 	struct oa2_config *cfg = ld->cfg;
 	struct oa2_blob *cas;
-	size_t i;
+	struct stat st;
+	char *data = NULL;
+	size_t len = 0;
 	int r;
 
 	*out = NULL;
-	for (i = 0; i < cfg->ncas; i++)
-		if (strcmp(cfg->cas[i].path, path) == 0) {
-			*out = &cfg->cas[i];
-			return OA2_OK;
-		}
+	if (stat(path, &st) == 0 &&
+	    (*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL)
+		return OA2_OK;
 	if (!explicit_ && access(path, F_OK) == -1)
 		return OA2_OK;	/* no system bundle: libcurl's default */
-	/* Accounts point into the array: size it for every account once. */
-	if (cfg->cas == NULL && (cfg->cas = calloc(cfg->naccounts + 1,
-	    sizeof(*cfg->cas))) == NULL)
-		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
-	cas = &cfg->cas[cfg->ncas];
-	if ((cas->path = strdup(path)) == NULL)
-		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
-	cfg->ncas++;
-	if ((r = oa2_read_file(path, "CA file", 0, MAX_CA_SIZE, &cas->data,
-	    &cas->len, ld->err)) != 0) {
+	/* Accounts point into the array: it is sized for all of them. */
+	if (cfg->ncas >= cfg->maxcas)
+		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
+		    "too many CA files");
+	if ((r = oa2_read_file_st(path, "CA file", 0, MAX_CA_SIZE, &data,
+	    &len, &st, ld->err)) != 0) {
 		if (s != NULL)
 			return fail_wrap(ld, s, r);
 		return fail(ld, NULL, r, "ca_file: %s", ld->err->msg);
 	}
-	if (strstr(cas->data, "-----BEGIN CERTIFICATE-----") == NULL)
+	/* The file may have been replaced since the stat above. */
+	if ((*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL) {
+		free(data);
+		return OA2_OK;
+	}
+	if (strstr(data, "-----BEGIN CERTIFICATE-----") == NULL) {
+		free(data);
 		return fail(ld, s, OA2_ERR_CONFIG,
 		    "ca_file: %s holds no PEM certificate", path);
+	}
+	cas = &cfg->cas[cfg->ncas];
+	if ((cas->path = strdup(path)) == NULL) {
+		free(data);
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	}
+	cas->data = data;
+	cas->len = len;
+	cas->dev = st.st_dev;
+	cas->ino = st.st_ino;
+	cfg->ncas++;
 	*out = cas;
 	return OA2_OK;
 }
@@ -311,6 +345,29 @@ derive_cache_key(struct loader *ld, struct oa2_account *a)
 	for (i = 0; i < 16; i++)
 		snprintf(a->cache_key + 2 * i, 3, "%02x", md[i]);
 	return OA2_OK;
+}
+
+/*
+ * The key that names the file a certificate credential failed on, from
+ * the sentence oa2_cert_load left: "private key file K is accessible by
+ * group or others" is private_key's fault, not certificate's.
+ */
+static const char *
+cert_error_key(const char *msg, const struct oa2_cert_source *src)
+{
+	if (src->pkcs12 != NULL)
+		return src->pkcs12_passphrase_file != NULL &&
+		    strstr(msg, "passphrase file ") != NULL ?
+		    "pkcs12_passphrase_file" : "pkcs12";
+	if (strstr(msg, "passphrase file ") != NULL ||
+	    strstr(msg, "wrong passphrase") != NULL)
+		return "private_key_passphrase_file";
+	if (strstr(msg, "does not match the certificate") != NULL)
+		return "certificate";
+	if (strstr(msg, "private key") != NULL ||
+	    strstr(msg, "RSA key") != NULL)
+		return "private_key";
+	return "certificate";
 }
 
 static int
@@ -392,18 +449,28 @@ load_credential(struct loader *ld, const config_setting_t *g,
 		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
 		    "pkcs12_passphrase_file goes with pkcs12, not certificate",
 		    a->match);
-	if ((r = oa2_cert_load(&src, ld->lg, &a->cert, ld->err)) != 0)
-		return fail_wrap(ld, s, r);
+	if ((r = oa2_cert_load(&src, ld->lg, &a->cert, ld->err)) != 0) {
+		if (r == OA2_ERR_NOMEM)
+			return r;
+		if ((first = config_setting_get_member(g,
+		    cert_error_key(ld->err->msg, &src))) == NULL)
+			first = s;
+		return fail_wrap(ld, first, r);
+	}
 	return OA2_OK;
 }
 
+/*
+ * What an account is for: a group with a valid match used by no other
+ * account. A failure here fails the whole file: without its match, the
+ * mailboxes of a broken account could fall through to another account.
+ */
 static int
-load_account(struct loader *ld, const config_setting_t *g,
-    const struct settings *defaults, struct oa2_account *a)
+account_match(struct loader *ld, const config_setting_t *g,
+    struct oa2_account *a)
 {
-	struct settings st = *defaults;
 	const config_setting_t *s;
-	const char *match = NULL, *tenant = NULL, *client_id = NULL;
+	const char *match = NULL;
 	size_t i, n;
 	int r;
 
@@ -411,12 +478,7 @@ load_account(struct loader *ld, const config_setting_t *g,
 	if (!config_setting_is_group(g))
 		return fail(ld, g, OA2_ERR_CONFIG,
 		    "each entry of accounts must be a group { ... }");
-	if ((r = check_keys(ld, g, account_keys, setting_keys,
-	    "an account")) != 0 ||
-	    (r = read_settings(ld, g, &st)) != 0 ||
-	    (r = get_string(ld, g, "match", &match)) != 0 ||
-	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
-	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
+	if ((r = get_string(ld, g, "match", &match)) != 0)
 		return r;
 	if (match == NULL)
 		return fail(ld, g, OA2_ERR_CONFIG, "account without \"match\": "
@@ -434,6 +496,26 @@ load_account(struct loader *ld, const config_setting_t *g,
 			return fail(ld, s, OA2_ERR_CONFIG, "match \"%s\" is "
 			    "already used by the account at line %d", match,
 			    ld->cfg->accounts[n].line);
+	return OA2_OK;
+}
+
+/* The rest of an account; a failure here disables only this account. */
+static int
+load_account(struct loader *ld, const config_setting_t *g,
+    const struct settings *defaults, struct oa2_account *a)
+{
+	struct settings st = *defaults;
+	const config_setting_t *s;
+	const char *match = a->match, *tenant = NULL, *client_id = NULL;
+	size_t n;
+	int r;
+
+	if ((r = check_keys(ld, g, account_keys, setting_keys,
+	    "an account")) != 0 ||
+	    (r = read_settings(ld, g, &st)) != 0 ||
+	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
+	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
+		return r;
 	if (tenant == NULL)
 		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
 		    "tenant (the directory id or a domain such as "
@@ -529,9 +611,11 @@ load(struct loader *ld, config_t *lc)
 		"version", "defaults", "accounts", NULL
 	};
 	const config_setting_t *root = config_root_setting(lc), *s, *list;
+	const struct oa2_blob *ca;
+	struct oa2_error *err = ld->err;
 	const char *level;
 	long version = 1;
-	size_t i;
+	size_t i, n;
 	int r;
 
 	if ((r = check_keys(ld, root, top_keys, NULL, "the file")) != 0 ||
@@ -567,18 +651,58 @@ load(struct loader *ld, config_t *lc)
 	cfg->naccounts = (size_t)config_setting_length(list);
 	if (cfg->naccounts == 0)
 		return fail(ld, list, OA2_ERR_CONFIG, "accounts is empty");
-	if ((cfg->accounts = calloc(cfg->naccounts,
-	    sizeof(*cfg->accounts))) == NULL)
+	n = cfg->naccounts;
+	cfg->naccounts = 0;	/* counts what there is to free */
+	/* One CA file for defaults and at most one per account. */
+	if ((cfg->accounts = calloc(n, sizeof(*cfg->accounts))) == NULL ||
+	    (cfg->cas = calloc(n + 1, sizeof(*cfg->cas))) == NULL)
 		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
-	for (i = 0; i < cfg->naccounts; i++) {
-		cfg->accounts[i].match = NULL;
-		if ((r = load_account(ld, config_setting_get_elem(list,
-		    (unsigned)i), &defaults, &cfg->accounts[i])) != 0) {
-			cfg->naccounts = i + 1;	/* free what was loaded */
+	cfg->maxcas = n + 1;
+	/* A CA file named in defaults is the defaults' error, for all. */
+	if (defaults.ca_file_set && (r = load_ca(ld, config_setting_get_member(
+	    config_setting_get_member(root, "defaults"), "ca_file"),
+	    defaults.ca_file, 1, &ca)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		struct oa2_account *a = &cfg->accounts[i];
+		const config_setting_t *g = config_setting_get_elem(list,
+		    (unsigned)i);
+
+		pthread_mutex_init(&a->lock, NULL);	/* cache.c's */
+		cfg->naccounts = i + 1;
+		if ((r = account_match(ld, g, a)) != 0)
 			return r;
-		}
+		ld->err = &a->load_err;
+		r = load_account(ld, g, &defaults, a);
+		ld->err = err;
+		if (r == 0)
+			continue;
+		if (r == OA2_ERR_NOMEM)
+			return oa2_seterr(err, r, "out of memory");
+		/* This account fails its own mailboxes; the others work. */
+		a->broken = 1;
+		a->load_err.code = r;
+		oa2_freezero_str(&a->client_secret);
+		oa2_cert_free(&a->cert);
+		cfg->nbroken++;
+		oa2_log(ld->lg, OA2_LOG_WARNING, "%s (account \"%s\" is not "
+		    "used; the other accounts are)", a->load_err.msg,
+		    a->match);
 	}
 	return OA2_OK;
+}
+
+/* No file at path: say where the sample is and how to name another. */
+static void
+missing(const char *path, struct oa2_error *err)
+{
+	char msg[OA2_ERRMSG_MAX];
+
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	oa2_seterr(err, OA2_ERR_CONFIG, "%s (name another file with "
+	    "SASL_OAUTH2_CONF, the SASL option oauth2_config or "
+	    "sasl-oauth2 -c FILE; a commented sample is %s)", msg,
+	    OA2_SAMPLE_CONF);
 }
 
 int
@@ -601,16 +725,21 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 	cfg->log_level = OA2_LOG_INFO;
 	ld.cfg = cfg;
 	config_init(&lc);
-	if ((r = oa2_read_file(path, "configuration file", 0,
-	    MAX_CONFIG_SIZE, &text, NULL, err)) != 0) {
+	if ((r = oa2_read_file_st(path, "configuration file", 0,
+	    MAX_CONFIG_SIZE, &text, NULL, &st, err)) != 0) {
 		r = err->code = OA2_ERR_CONFIG;
+		if (access(path, F_OK) == -1 && errno == ENOENT)
+			missing(path, err);
 		goto out;
 	}
-	if (stat(path, &st) == -1) {
-		r = oa2_seterr(err, OA2_ERR_CONFIG, "cannot stat configuration "
-		    "file %s: %s", path, strerror(errno));
+	/*
+	 * The file decides which files are read (as root at plug_init) and
+	 * where their contents are sent: only root or the effective user
+	 * may be able to change it, as ssh(1) and sudo require.
+	 */
+	if ((r = oa2_check_safe_path(path, &st, "configuration file",
+	    err)) != 0)
 		goto out;
-	}
 	cfg->dev = st.st_dev;
 	cfg->ino = st.st_ino;
 	cfg->mtime = st.st_mtim;

@@ -153,7 +153,9 @@ load_pem(const struct oa2_cert_source *src, struct oa2_cert *c,
 	r = OA2_OK;
  out:
 	BIO_free(bio);
-	free(certdata);
+	/* certificate and private_key may name one file: it holds the key */
+	if (certdata != NULL)
+		oa2_freezero(certdata, certlen);
 	if (keydata != NULL)
 		oa2_freezero(keydata, keylen);
 	oa2_freezero_str(&pass);
@@ -329,7 +331,7 @@ oa2_cert_file_thumbprints(const char *path, char sha1hex[41], char x5t[28],
 	    err)) != 0)
 		return r;
 	c.x509 = read_x509(data, len);
-	free(data);
+	oa2_freezero(data, len);	/* the file may hold a key too */
 	if (c.x509 == NULL) {
 		ERR_clear_error();
 		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "%s holds no X.509 "

@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +72,15 @@ int
 oa2_read_file(const char *path, const char *what, int private_,
     size_t max, char **out, size_t *outlen, struct oa2_error *err)
 {
+	return oa2_read_file_st(path, what, private_, max, out, outlen, NULL,
+	    err);
+}
+
+int
+oa2_read_file_st(const char *path, const char *what, int private_,
+    size_t max, char **out, size_t *outlen, struct stat *stp,
+    struct oa2_error *err)
+{
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
@@ -78,6 +90,7 @@ oa2_read_file(const char *path, const char *what, int private_,
 	*out = NULL;
 	if (outlen != NULL)
 		*outlen = 0;
+	memset(&st, 0, sizeof(st));
 	/* O_NONBLOCK: a FIFO in place of a file must not hang us in open */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
 	    -1)
@@ -119,6 +132,8 @@ oa2_read_file(const char *path, const char *what, int private_,
 	buf = NULL;		/* transferred */
 	if (outlen != NULL)
 		*outlen = len;
+	if (stp != NULL)
+		*stp = st;
 	r = OA2_OK;
 	oa2_clearerr(err);
  out:
@@ -154,4 +169,89 @@ oa2_read_secret_file(const char *path, const char *what, char **out,
 	}
 	*out = buf;
 	return OA2_OK;
+}
+
+/* "nobody (uid 65534)", or "uid 65534" when the name is unknown. */
+static void
+uid_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL)
+		snprintf(buf, len, "%s (uid %lu)", res->pw_name,
+		    (unsigned long)uid);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)uid);
+}
+
+/* One file or directory of the path: owner and write bits. */
+static int
+check_one(const char *name, const struct stat *st, int is_file,
+    const char *what, const char *path, struct oa2_error *err)
+{
+	char owner[300], me[300], where[PATH_MAX + 128];
+	uid_t euid = geteuid();
+
+	if (is_file)
+		snprintf(where, sizeof(where), "%s %s", what, name);
+	else
+		snprintf(where, sizeof(where), "directory %s (on the path of "
+		    "%s %s)", name, what, path);
+	if (st->st_uid != 0 && st->st_uid != euid) {
+		uid_name(st->st_uid, owner, sizeof(owner));
+		uid_name(euid, me, sizeof(me));
+		return oa2_seterr(err, OA2_ERR_CONFIG, "%s is owned by %s, not "
+		    "by root or by the user reading it, %s: whoever owns it "
+		    "decides which files are read and where their contents "
+		    "are sent; run chown root %s", where, owner, me, name);
+	}
+	if ((st->st_mode & 022) != 0 &&
+	    (is_file || (st->st_mode & S_ISVTX) == 0))
+		return oa2_seterr(err, OA2_ERR_CONFIG, "%s is writable by "
+		    "group or others (mode %04o): run chmod go-w %s", where,
+		    (unsigned)(st->st_mode & 07777), name);
+	return OA2_OK;
+}
+
+int
+oa2_check_safe_path(const char *path, const struct stat *fst,
+    const char *what, struct oa2_error *err)
+{
+	struct stat st;
+	char *real = NULL, *slash;
+	int r;
+
+	if ((r = check_one(path, fst, 1, what, path, err)) != 0)
+		return r;
+	/* The directories of where the file really is, after symlinks. */
+	if ((real = realpath(path, NULL)) == NULL)
+		return oa2_seterr(err, OA2_ERR_CONFIG, "cannot resolve %s %s: "
+		    "%s", what, path, strerror(errno));
+	if (stat(real, &st) == -1 || st.st_dev != fst->st_dev ||
+	    st.st_ino != fst->st_ino) {
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s %s changed while it "
+		    "was being checked: try again", what, path);
+		goto out;
+	}
+	while ((slash = strrchr(real, '/')) != NULL) {
+		if (slash == real)
+			slash[1] = '\0';	/* "/" itself, then stop */
+		else
+			*slash = '\0';
+		if (stat(real, &st) == -1) {
+			r = oa2_seterr(err, OA2_ERR_CONFIG, "cannot examine "
+			    "directory %s (on the path of %s %s): %s", real,
+			    what, path, strerror(errno));
+			goto out;
+		}
+		if ((r = check_one(real, &st, 0, what, path, err)) != 0)
+			goto out;
+		if (slash == real)
+			break;
+	}
+	r = OA2_OK;
+ out:
+	free(real);
+	return r;
 }

@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -54,79 +56,489 @@ write_conf(const char *tmpl, mode_t mode)
 static const struct {
 	const char *text;
 	const char *want;	/* error substring; NULL: loads */
+	int broken;		/* the error disables the account, not all */
 } cases[] = {
-	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\n", NULL },
+	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\n", NULL, 0 },
 	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\nfoo = ;\n",
-	  ":6: syntax error" },
+	  ":6: syntax error", 0 },
 	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\nbogus = 1;\n",
-	  ":6: unknown key \"bogus\" in the file" },
+	  ":6: unknown key \"bogus\" in the file", 0 },
 	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\n  @include \"/etc/x\"\n",
-	  ":6: @include is not allowed" },
+	  ":6: @include is not allowed", 0 },
 	{ HEAD "accounts = ( " ACCT("*@contoso.com") " );\n# @include \"x\"\n",
-	  NULL },
+	  NULL, 0 },
 	{ "version = 2;\n" "accounts = ( " ACCT("*") " );\n",
-	  ":1: version must be between 1 and 1" },
+	  ":1: version must be between 1 and 1", 0 },
 	{ "defaults = { timeout = \"15\"; };\naccounts = ( " ACCT("*") " );\n",
-	  ":1: timeout must be an integer" },
+	  ":1: timeout must be an integer", 0 },
 	{ "defaults = { timeout = 0; };\naccounts = ( " ACCT("*") " );\n",
-	  ":1: timeout must be between 1 and 300" },
+	  ":1: timeout must be between 1 and 300", 0 },
 	{ "defaults = { failure_backoff = 3601; };\naccounts = ( " ACCT("*")
-	  " );\n", ":1: failure_backoff must be between 0 and 3600" },
+	  " );\n", ":1: failure_backoff must be between 0 and 3600", 0 },
 	{ "defaults = { log_level = \"loud\"; };\naccounts = ( " ACCT("*") " );\n",
-	  ":1: log_level must be" },
+	  ":1: log_level must be", 0 },
 	{ "defaults = { authority = \"http://login.example\"; };\n"
-	  "accounts = ( " ACCT("*") " );\n", ":1: authority must be an https://" },
+	  "accounts = ( " ACCT("*") " );\n", ":1: authority must be an https://", 0 },
 	{ "defaults = { colour = 1; };\naccounts = ( " ACCT("*") " );\n",
-	  ":1: unknown key \"colour\" in defaults" },
+	  ":1: unknown key \"colour\" in defaults", 0 },
 	{ "defaults = { cache_dir = \"relative\"; };\naccounts = ( " ACCT("*") " );\n",
-	  ":1: cache_dir must be an absolute path" },
+	  ":1: cache_dir must be an absolute path", 0 },
 	{ "defaults = { ca_file = \"/nonexistent/ca.pem\"; };\n"
 	  "accounts = ( " ACCT("*") " );\n",
-	  "ca_file: cannot open CA file /nonexistent/ca.pem" },
-	{ HEAD "\n", "no accounts" },
-	{ HEAD "accounts = ();\n", ":3: accounts is empty" },
+	  "ca_file: cannot open CA file /nonexistent/ca.pem", 0 },
+	{ HEAD "\n", "no accounts", 0 },
+	{ HEAD "accounts = ();\n", ":3: accounts is empty", 0 },
 	{ HEAD "accounts = ( " ACCT("*@contoso.com") ",\n " ACCT("*@CONTOSO.com") " );\n",
-	  ":6: match \"*@CONTOSO.com\" is already used by the account at line 3" },
+	  ":6: match \"*@CONTOSO.com\" is already used by the account at line 3", 0 },
 	{ HEAD "accounts = ( { tenant = \"t\"; client_id = \"c\"; client_secret = \"s\"; } );\n",
-	  ":3: account without \"match\"" },
+	  ":3: account without \"match\"", 0 },
 	{ HEAD "accounts = ( { match = \"a@@b\"; tenant = \"t\"; client_id = \"c\";"
-	  " client_secret = \"s\"; } );\n", "match \"a@@b\" is not a mailbox" },
+	  " client_secret = \"s\"; } );\n", "match \"a@@b\" is not a mailbox", 0 },
 	{ HEAD "accounts = ( { match = \"a*@b\"; tenant = \"t\"; client_id = \"c\";"
-	  " client_secret = \"s\"; } );\n", "is not a mailbox" },
+	  " client_secret = \"s\"; } );\n", "is not a mailbox", 0 },
 	{ HEAD "accounts = ( { match = \"*\"; client_id = \"c\";"
-	  " client_secret = \"s\"; } );\n", ":3: account \"*\" has no tenant" },
+	  " client_secret = \"s\"; } );\n", ":3: account \"*\" has no tenant", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"common\"; client_id = \"c\";"
-	  " client_secret = \"s\"; } );\n", "tenant \"common\" cannot be used" },
+	  " client_secret = \"s\"; } );\n", "tenant \"common\" cannot be used", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t/x\"; client_id = \"c\";"
-	  " client_secret = \"s\"; } );\n", "tenant \"t/x\" is not a tenant id" },
+	  " client_secret = \"s\"; } );\n", "tenant \"t/x\" is not a tenant id", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\";"
-	  " client_secret = \"s\"; } );\n", "has no client_id" },
+	  " client_secret = \"s\"; } );\n", "has no client_id", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\"; } );\n",
-	  ":3: account \"*\" has no credential" },
+	  ":3: account \"*\" has no credential", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " client_secret = \"s\"; client_secret_file = \"@S@\"; } );\n",
-	  ":3: account \"*\" has more than one credential" },
+	  ":3: account \"*\" has more than one credential", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
-	  " client_secret = \"\"; } );\n", ":4: client_secret must not be empty" },
+	  " client_secret = \"\"; } );\n", ":4: client_secret must not be empty", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
-	  " client_secret = 5; } );\n", ":4: client_secret must be a string" },
+	  " client_secret = 5; } );\n", ":4: client_secret must be a string", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " client_secret_file = \"/nonexistent\"; } );\n",
-	  ":4: client_secret_file: cannot open secret file /nonexistent" },
+	  ":4: client_secret_file: cannot open secret file /nonexistent", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " client_secret_file = \"@S@\"; private_key = \"/k\"; } );\n",
-	  "a client secret takes no key" },
+	  "a client secret takes no key", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " client_secret_file = \"@S@\"; color = 1; } );\n",
-	  ":4: unknown key \"color\" in an account" },
+	  ":4: unknown key \"color\" in an account", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " client_secret_file = \"@S@\"; assertion_alg = \"HS256\"; } );\n",
-	  ":4: assertion_alg must be \"PS256\" or \"RS256\"" },
+	  ":4: assertion_alg must be \"PS256\" or \"RS256\"", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
-	  " certificate = \"/c.pem\"; } );\n", "certificate needs private_key" },
-	{ HEAD "accounts = ( 5 );\n", ":3: each entry of accounts must be a group" },
-	{ HEAD "accounts = { a = 1; };\n", ":3: accounts must be a list" },
+	  " certificate = \"/c.pem\"; } );\n", "certificate needs private_key", 1 },
+	{ HEAD "accounts = ( 5 );\n", ":3: each entry of accounts must be a group", 0 },
+	{ HEAD "accounts = { a = 1; };\n", ":3: accounts must be a list", 0 },
 };
+
+/* The log, kept for a check. */
+static char logged[4096];
+
+static void
+log_keep(void *ctx, int level, const char *msg)
+{
+	size_t n = strlen(logged);
+
+	snprintf(logged + n, sizeof(logged) - n, "%s\n", msg);
+}
+
+static const struct oa2_log keep_log = { log_keep, NULL, OA2_LOG_DEBUG };
+
+static int
+sh(const char *cmd)
+{
+	return system(cmd) == 0;
+}
+
+/*
+ * Issue 10, item 8: a 0644 secret file for *@contoso.com disabled
+ * bob@fabrikam.com too. Now each account loads on its own.
+ */
+static void
+one_bad_account(void)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a;
+	struct oa2_error err;
+	char text[4096], sc[300], sf[300], want[1400];
+	int r;
+
+	snprintf(sc, sizeof(sc), "%s/contoso-644.secret", dir);
+	snprintf(sf, sizeof(sf), "%s/fabrikam.secret", dir);
+	put(sc, "contoso-secret\n", 0644);
+	put(sf, "fabrikam-secret\n", 0600);
+	snprintf(text, sizeof(text), "version = 1;\n"		/* 1 */
+	    "defaults = { ca_file = \"%s\"; cache_dir = \"\"; };\n"
+	    "accounts = (\n"
+	    "{ match = \"*@contoso.com\"; tenant = \"contoso.com\";\n"	/* 4 */
+	    "  client_id = \"c1\";\n"
+	    "  client_secret_file = \"%s\"; },\n"		/* 6 */
+	    "{ match = \"*@fabrikam.com\"; tenant = \"fabrikam.com\";\n"
+	    "  client_id = \"c2\";\n"
+	    "  client_secret_file = \"%s\"; },\n"		/* 9 */
+	    "{ match = \"*\"; tenant = \"t3\"; client_id = \"c3\";\n"
+	    "  client_secret_file = \"%s\"; }\n"
+	    ");\n", ca, sc, sf, sf);
+	put(conf, text, 0600);
+	logged[0] = '\0';
+	r = oa2_config_load(conf, &keep_log, &cfg, &err);
+	ok(r == 0 && cfg != NULL, "one bad secret file: the file still loads");
+	if (r != 0) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	ok(cfg->naccounts == 3 && cfg->nbroken == 1, "one account is broken");
+	a = oa2_config_match(cfg, "bob@fabrikam.com");
+	ok(a != NULL && !a->broken && a->client_secret != NULL &&
+	    strcmp(a->client_secret, "fabrikam-secret") == 0 &&
+	    strlen(a->cache_key) == 32, "bob@fabrikam.com's account works");
+	a = oa2_config_match(cfg, "alice@contoso.com");
+	ok(a != NULL && a->broken && strcmp(a->match, "*@contoso.com") == 0,
+	    "alice@contoso.com gets the broken account, not \"*\"");
+	snprintf(want, sizeof(want), "%s:6: client_secret_file: secret file "
+	    "%s is accessible by group or others (mode 0644): run chmod 600",
+	    conf, sc);
+	has_str(a->load_err.msg, want, "with its file:line sentence");
+	ok(a->load_err.code == OA2_ERR_CREDENTIAL && a->line == 4 &&
+	    a->client_secret == NULL && a->cache_key[0] == '\0',
+	    "its code and line; no secret, no cache key");
+	ok(strstr(a->load_err.msg, "contoso-secret") == NULL,
+	    "the secret is in no sentence");
+	has_str(logged, "is not used; the other accounts are",
+	    "the load logs the broken account");
+	has_str(logged, want, "with its sentence");
+	a = oa2_config_match(cfg, "carol@example.org");
+	ok(a != NULL && !a->broken && strcmp(a->match, "*") == 0,
+	    "other mailboxes go to the catch-all");
+	oa2_config_free(&cfg);
+	chmod(sc, 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 0,
+	    "fixed: no broken account");
+	oa2_config_free(&cfg);
+}
+
+/*
+ * The other ways an account breaks (a bad value, a bad key, a bad
+ * certificate) each disable that account alone; what still fails the
+ * whole file.
+ */
+static void
+broken_kinds(int have_openssl)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_error err;
+	char text[8192], cert[64], key[64], junk[64], both[64], cmd[1600];
+	int r;
+
+	snprintf(cert, sizeof(cert), "%s/app.crt", dir);
+	snprintf(key, sizeof(key), "%s/app.key", dir);
+	snprintf(junk, sizeof(junk), "%s/junk.crt", dir);
+	snprintf(both, sizeof(both), "%s/both.pem", dir);
+	put(junk, "not a certificate\n", 0644);
+	if (have_openssl) {
+		snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey rsa:2048 "
+		    "-nodes -keyout %s -out %s -subj /CN=oa2-test -days 30 "
+		    "> /dev/null 2>&1 && cat %s %s > %s", key, cert, cert, key,
+		    both);
+		if (!sh(cmd))
+			abort();
+		chmod(both, 0600);
+		chmod(key, 0644);	/* world-readable: refused */
+	} else
+		put(key, "x", 0644);
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%s\"; cache_dir = \"\"; };\n"
+	    "accounts = (\n"
+	    "{ match = \"a@x.com\"; tenant = \"t\"; client_id = \"c\";\n"	/* 4 */
+	    "  timeout = 0; client_secret_file = \"%s\"; },\n"	/* 5 */
+	    "{ match = \"b@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  certificate = \"%s\";\n"
+	    "  private_key = \"%s\"; },\n"			/* 8 */
+	    "{ match = \"c@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  certificate = \"%s\";\n"				/* 10 */
+	    "  private_key = \"%s\"; },\n"
+	    "{ match = \"d@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  ca_file = \"/nonexistent/ca.pem\";\n"		/* 13 */
+	    "  client_secret_file = \"%s\"; },\n"
+	    "{ match = \"e@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%s\"; }\n"
+	    ");\n", ca, secret, cert, key, junk, both, secret, secret);
+	put(conf, text, 0600);
+	r = oa2_config_load(conf, NULL, &cfg, &err);
+	ok(r == 0 && cfg != NULL && cfg->nbroken == 4,
+	    "a bad value, key, certificate and CA file: four broken accounts");
+	if (r != 0) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	snprintf(text, sizeof(text), "%s:5: timeout must be between 1 and 300",
+	    conf);
+	has_str(oa2_config_match(cfg, "a@x.com")->load_err.msg, text,
+	    "a bad value: file:line and the key");
+	if (have_openssl) {
+		/* issue 11: the key at fault is named, not certificate */
+		snprintf(text, sizeof(text), "%s:8: private_key: private key "
+		    "file %s is accessible by group or others", conf, key);
+		has_str(oa2_config_match(cfg, "b@x.com")->load_err.msg, text,
+		    "a world-readable key is reported under private_key:");
+	}
+	snprintf(text, sizeof(text), "%s:10: certificate: %s holds no X.509 "
+	    "certificate", conf, junk);
+	has_str(oa2_config_match(cfg, "c@x.com")->load_err.msg, text,
+	    "a bad certificate: file:line: certificate:");
+	snprintf(text, sizeof(text), "%s:13: ca_file: cannot open CA file "
+	    "/nonexistent/ca.pem", conf);
+	has_str(oa2_config_match(cfg, "d@x.com")->load_err.msg, text,
+	    "a missing CA file of one account");
+	ok(!oa2_config_match(cfg, "e@x.com")->broken &&
+	    oa2_config_match(cfg, "e@x.com")->ca != NULL,
+	    "the good account works, with the CA of defaults");
+	ok(oa2_config_match(cfg, "z@x.com") == NULL,
+	    "no catch-all: no account");
+	oa2_config_free(&cfg);
+
+	/* Still the whole file: top level, defaults, match. */
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%s\"; cache_dir = \"\"; };\n"
+	    "accounts = (\n"
+	    "{ match = \"a@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%s\"; },\n"
+	    "{ match = 7; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%s\"; }\n"
+	    ");\n", ca, secret, secret);
+	put(conf, text, 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == OA2_ERR_CONFIG &&
+	    cfg == NULL, "an account whose match is wrong fails the file");
+	has_str(err.msg, ":6: match must be a string", "and says why");
+}
+
+/* Issue 10, item 9: the certificate's buffer is wiped before free. */
+static const char *watch_text;	/* a line of the key's base64 */
+static size_t watch_size;	/* the size of the buffer to look at */
+static int watch_seen;
+
+#if !defined(__SANITIZE_ADDRESS__) && defined(__GLIBC__)
+extern void __libc_free(void *);
+
+void
+free(void *p)
+{
+	size_t n;
+
+	if (p != NULL && watch_text != NULL) {
+		n = malloc_usable_size(p);
+		if (n >= watch_size && n < watch_size + 64 &&
+		    memmem(p, watch_size, watch_text, strlen(watch_text)) !=
+		    NULL)
+			watch_seen++;
+	}
+	__libc_free(p);
+}
+#define CAN_WATCH_FREE 1
+#endif
+
+static void
+cert_buffer_wiped(int have_openssl)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_error err;
+	char text[4096], both[300], line[80], *data = NULL;
+	const char *p;
+	size_t len;
+	int r;
+
+#ifndef CAN_WATCH_FREE
+	printf("ok %d # SKIP free() cannot be watched in this build\n", ++tap_n);
+	return;
+#endif
+	if (!have_openssl) {
+		printf("ok %d # SKIP the openssl command is needed\n", ++tap_n);
+		return;
+	}
+	snprintf(both, sizeof(both), "%s/both.pem", dir);
+	/* A line from the middle of the key: it ends nowhere but there. */
+	if (oa2_read_file(both, "file", 1, 100000, &data, &len, &err) != 0 ||
+	    (p = strstr(data, "PRIVATE KEY-----\n")) == NULL)
+		abort();
+	p += 17;
+	p = strchr(p, '\n') + 1;
+	p = strchr(p, '\n') + 1;
+	snprintf(line, sizeof(line), "%.60s", p);
+	oa2_freezero(data, len + 1);
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%s\"; cache_dir = \"\"; };\n"
+	    "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  certificate = \"%s\"; private_key = \"%s\"; } );\n", ca, both,
+	    both);
+	put(conf, text, 0600);
+	watch_seen = 0;
+	watch_size = len + 1;
+	watch_text = line;
+	r = oa2_config_load(conf, NULL, &cfg, &err);
+	watch_text = NULL;
+	ok(r == 0 && cfg != NULL && cfg->nbroken == 0,
+	    "certificate and private_key name one file");
+	if (cfg != NULL && cfg->nbroken != 0)
+		printf("#   %s\n", cfg->accounts[0].load_err.msg);
+	ok(watch_seen == 0, "no buffer holding the key was freed unwiped");
+	oa2_config_free(&cfg);
+}
+
+/* Issue 10, item 9: one CA file named through many paths, one copy. */
+static void
+ca_dedup(void)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_error err;
+	char text[60 * 300], link[300], *o = text;
+	int i, r;
+
+	snprintf(link, sizeof(link), "%s/ca-link.pem", dir);
+	unlink(link);
+	if (symlink(ca, link) == -1)
+		abort();
+	o += sprintf(o, "version = 1;\ndefaults = { cache_dir = \"\"; };\n"
+	    "accounts = (\n");
+	for (i = 0; i < 60; i++) {
+		const char *base = strrchr(ca, '/') + 1;
+
+		o += sprintf(o, "%s{ match = \"u%d@x.com\"; tenant = \"t\"; "
+		    "client_id = \"c\"; client_secret_file = \"%s\"; ",
+		    i == 0 ? "" : ",\n", i, secret);
+		switch (i % 4) {
+		case 0:
+			o += sprintf(o, "ca_file = \"%s\"; }", ca);
+			break;
+		case 1:
+			o += sprintf(o, "ca_file = \"%s\"; }", link);
+			break;
+		case 2:
+			o += sprintf(o, "ca_file = \"%.*s/./%s\"; }",
+			    (int)(base - 1 - ca), ca, base);
+			break;
+		default:
+			o += sprintf(o, "ca_file = \"/%s//x/..//%s\"; }",
+			    dir, base);
+			break;
+		}
+	}
+	sprintf(o, "\n);\n");
+	put(conf, text, 0600);
+	/* the "x/.." path needs x */
+	snprintf(link, sizeof(link), "%s/x", dir);
+	mkdir(link, 0700);
+	r = oa2_config_load(conf, NULL, &cfg, &err);
+	ok(r == 0 && cfg != NULL && cfg->nbroken == 0, "60 accounts load");
+	if (r != 0 || cfg->nbroken != 0) {
+		printf("#   %s\n", r != 0 ? err.msg :
+		    cfg->accounts[0].load_err.msg);
+		oa2_config_free(&cfg);
+		return;
+	}
+	ok(cfg->ncas == 1, "one CA file through four kinds of path: one copy");
+	for (i = 1; i < 60; i++)
+		if (cfg->accounts[i].ca != cfg->accounts[0].ca)
+			break;
+	ok(i == 60, "every account shares it");
+	oa2_config_free(&cfg);
+}
+
+/*
+ * Issue 10, item 2: the config and the directories on its path, owned
+ * by root or the effective user, not writable by group or others (a
+ * sticky directory may be).
+ */
+static void
+safe_path(void)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_error err;
+	struct passwd *pw = getpwnam("nobody");
+	char text[2048], sub[300], subconf[340], want[1400], rootonly[300];
+
+	write_conf(HEAD "accounts = ( " ACCT("*") " );\n", 0620);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == OA2_ERR_CONFIG &&
+	    cfg == NULL, "a group-writable config is refused");
+	snprintf(want, sizeof(want), "configuration file %s is writable by "
+	    "group or others (mode 0620): run chmod go-w %s", conf, conf);
+	has_str(err.msg, want, "the sentence names the file and the chmod");
+	write_conf(HEAD "accounts = ( " ACCT("*") " );\n", 0602);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "an other-writable config is refused");
+	write_conf(HEAD "accounts = ( " ACCT("*") " );\n", 0644);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0,
+	    "a 0644 config without inline secret loads");
+	oa2_config_free(&cfg);
+
+	snprintf(sub, sizeof(sub), "%s/open", dir);
+	snprintf(subconf, sizeof(subconf), "%s/sasl-oauth2.conf", sub);
+	mkdir(sub, 0700);
+	snprintf(text, sizeof(text), HEAD "accounts = ( " ACCT("*") " );\n");
+	write_conf(text, 0600);
+	rename(conf, subconf);
+	chmod(sub, 0777);
+	ok(oa2_config_load(subconf, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "a config in a directory anyone may write to is refused");
+	snprintf(want, sizeof(want), "directory %s (on the path of "
+	    "configuration file %s) is writable by group or others (mode "
+	    "0777): run chmod go-w %s", sub, subconf, sub);
+	has_str(err.msg, want, "the sentence names the directory");
+	chmod(sub, 01777);
+	ok(oa2_config_load(subconf, NULL, &cfg, &err) == 0,
+	    "with the sticky bit (as /tmp) it loads");
+	oa2_config_free(&cfg);
+	chmod(sub, 0755);
+
+	if (geteuid() != 0 || pw == NULL) {
+		printf("ok %d # SKIP ownership needs root and user nobody\n",
+		    ++tap_n);
+		return;
+	}
+	/* The attack: root loads a config another user wrote. */
+	snprintf(rootonly, sizeof(rootonly), "%s/root-only.key", dir);
+	put(rootonly, "-----BEGIN OPENSSH PRIVATE KEY-----\n", 0600);
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%s\"; cache_dir = \"\"; };\n"
+	    "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"%s\"; } );\n", ca, rootonly);
+	put(subconf, text, 0600);
+	if (chown(subconf, pw->pw_uid, pw->pw_gid) != 0)
+		abort();
+	ok(oa2_config_load(subconf, NULL, &cfg, &err) == OA2_ERR_CONFIG &&
+	    cfg == NULL, "a config owned by nobody naming a root-only file "
+	    "is refused");
+	snprintf(want, sizeof(want), "configuration file %s is owned by "
+	    "nobody (uid %lu), not by root or by the user reading it",
+	    subconf, (unsigned long)pw->pw_uid);
+	has_str(err.msg, want, "the sentence names the file and its owner");
+	snprintf(want, sizeof(want), "run chown root %s", subconf);
+	has_str(err.msg, want, "and the chown that fixes it");
+	if (chown(subconf, 0, 0) != 0 || chown(sub, pw->pw_uid, 0) != 0)
+		abort();
+	ok(oa2_config_load(subconf, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "a root config in a directory owned by nobody is refused");
+	snprintf(want, sizeof(want), "directory %s (on the path of "
+	    "configuration file %s) is owned by nobody", sub, subconf);
+	has_str(err.msg, want, "the sentence names the directory");
+	snprintf(want, sizeof(want), "run chown root %s", sub);
+	has_str(err.msg, want, "and the chown");
+	if (chown(sub, 0, 0) != 0)
+		abort();
+	ok(oa2_config_load(subconf, NULL, &cfg, &err) == 0,
+	    "owned by root again: loads");
+	oa2_config_free(&cfg);
+	/* A link from a safe place to an unsafe one: the target counts. */
+	snprintf(want, sizeof(want), "%s/link.conf", dir);
+	unlink(want);
+	if (symlink(subconf, want) == -1 ||
+	    chown(sub, pw->pw_uid, 0) != 0)
+		abort();
+	ok(oa2_config_load(want, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "a symbolic link to a config in an unsafe directory is refused");
+	has_str(err.msg, "is owned by nobody", "the real path is checked");
+	if (chown(sub, 0, 0) != 0)
+		abort();
+}
 
 int
 main(void)
@@ -136,7 +548,7 @@ main(void)
 	struct oa2_error err;
 	char want[600];
 	size_t i;
-	int r;
+	int r, have_openssl;
 
 	if (mkdtemp(dir) == NULL)
 		abort();
@@ -154,6 +566,25 @@ main(void)
 			ok(r == 0 && cfg != NULL, "valid config loads");
 			if (r != 0)
 				printf("#   %s\n", err.msg);
+		} else if (cases[i].broken) {
+			ok(r == 0 && cfg != NULL && cfg->naccounts == 1 &&
+			    cfg->nbroken == 1 && cfg->accounts[0].broken,
+			    cases[i].want);
+			if (r != 0) {
+				printf("#   %s\n", err.msg);
+				continue;
+			}
+			a = &cfg->accounts[0];
+			ok(a->load_err.code == OA2_ERR_CONFIG ||
+			    a->load_err.code == OA2_ERR_CREDENTIAL,
+			    "the account keeps its error code");
+			has_str(a->load_err.msg, cases[i].want,
+			    "the account keeps its sentence");
+			snprintf(want, sizeof(want), "%s:", conf);
+			has_str(a->load_err.msg, want, "error names the file");
+			ok(oa2_config_match(cfg, "x@contoso.com") == a &&
+			    a->client_secret == NULL && a->cert == NULL,
+			    "a broken account still matches; no credential");
 		} else {
 			ok(r == OA2_ERR_CONFIG || r == OA2_ERR_CREDENTIAL,
 			    cases[i].want);
@@ -168,9 +599,15 @@ main(void)
 	/* Secrets: group-readable secret file, inline secret in a shared file. */
 	chmod(secret, 0640);
 	write_conf(HEAD "accounts = ( " ACCT("*") " );\n", 0600);
-	ok(oa2_config_load(conf, NULL, &cfg, &err) != 0, "group-readable secret");
-	has_str(err.msg, ":5: client_secret_file: secret file", "names key");
-	has_str(err.msg, "accessible by group or others", "and the cause");
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "group-readable secret: the account is broken");
+	if (cfg != NULL) {
+		has_str(cfg->accounts[0].load_err.msg,
+		    ":5: client_secret_file: secret file", "names key");
+		has_str(cfg->accounts[0].load_err.msg,
+		    "accessible by group or others", "and the cause");
+	}
+	oa2_config_free(&cfg);
 	chmod(secret, 0600);
 	write_conf(HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; "
 	    "client_id = \"c\"; client_secret = \"inline\"; } );\n", 0644);
@@ -189,6 +626,12 @@ main(void)
 	    &err) == OA2_ERR_CONFIG, "missing file");
 	has_str(err.msg, "cannot open configuration file "
 	    "/nonexistent/sasl-oauth2.conf: No such file", "missing file named");
+	/* issue 11: how to name another file, where the sample is */
+	has_str(err.msg, "SASL_OAUTH2_CONF", "the variable");
+	has_str(err.msg, "-c FILE", "the tool's option");
+	has_str(err.msg, OA2_SAMPLE_CONF, "the sample's installed path");
+	has_str(err.msg, "/share/doc/sasl-oauth2/sasl-oauth2.conf",
+	    "under the doc directory");
 
 	/* Defaults, inheritance, the token URL, matching. */
 	write_conf("version = 1;\n"
@@ -256,6 +699,13 @@ main(void)
 	is_str(oa2_config_path(NULL), "/env.conf", "then the environment");
 	unsetenv("SASL_OAUTH2_CONF");
 	is_str(oa2_config_path(""), OA2_DEFAULT_CONF, "then the default");
+
+	have_openssl = sh("openssl version > /dev/null 2>&1");
+	one_bad_account();
+	broken_kinds(have_openssl);
+	cert_buffer_wiped(have_openssl);
+	ca_dedup();
+	safe_path();
 
 	snprintf(want, sizeof(want), "rm -rf %s", dir);
 	if (system(want) != 0)
