@@ -360,6 +360,11 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		struct oa2_account *a = &cfg->accounts[i];
 		const char *verdict = "OK";
 
+		/* A broken account: its sentence; the others still load. */
+		if (a->broken) {
+			printf("FAIL  %s  %s\n", a->match, a->load_err.msg);
+			continue;
+		}
 		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
 		if (a->cred == OA2_CRED_CERT &&
 		    oa2_cert_not_after(a->cert) - now < EXPIRY_WARNING)
@@ -396,8 +401,17 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		free((char *)file[i]);
 	free(kind);
 	free(file);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		oa2_config_free(&cfg);
+		return EX_IOERR;
+	}
+	r = cfg->nbroken > 0 ? EX_CONFIG : EX_OK;
+	if (cfg->nbroken > 0)
+		warnx_("%zu of %zu accounts in %s cannot be used (FAIL above); "
+		    "the others work", cfg->nbroken, cfg->naccounts,
+		    cfg->path);
 	oa2_config_free(&cfg);
-	return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
+	return r;
 }
 
 /* ---- token ----------------------------------------------------------- */
@@ -433,6 +447,11 @@ cmd_token(const struct opts *o, const struct oa2_log *lg, const char *user)
 		warnx_("no account in %s matches mailbox %s", cfg->path, user);
 		oa2_config_free(&cfg);
 		return EX_NOUSER;
+	}
+	if (acct->broken) {
+		warnx_("%s", acct->load_err.msg);
+		oa2_config_free(&cfg);
+		return EX_CONFIG;
 	}
 	if ((r = oa2_token_get(acct, lg, &tok, &from, &err)) != 0) {
 		warnx_("%s", err.msg);
@@ -588,6 +607,11 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 
 		if (only != NULL && a != only)
 			continue;
+		if (a->broken) {
+			printf("%-24s  not loaded: %s\n", a->match,
+			    a->load_err.msg);
+			continue;
+		}
 		if ((path = oa2_cache_file(a)) == NULL) {
 			printf("%-24s  memory only (cache_dir = \"\")\n",
 			    a->match);
@@ -1174,7 +1198,9 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 			    "check-config` checks every account");
 		} else {
 			step("FAIL", "config: %s", err.msg);
-			advise(NULL, "correct the file at the line named above");
+			advise(NULL, strstr(err.msg, ": run ch") != NULL ?
+			    "run the command named above" :
+			    "correct the file at the line named above");
 		}
 		return r == OA2_ERR_NOMEM ? EX_OSERR : EX_CONFIG;
 	}
@@ -1187,6 +1213,17 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 		advise(NULL, fix);
 		oa2_config_free(&cfg);
 		return EX_NOUSER;
+	}
+	if (a->broken) {
+		step("FAIL", "account \"%s\" (line %d) matches %s but cannot "
+		    "be used: %s", a->match, a->line, user, a->load_err.msg);
+		advise(a->load_err.code == OA2_ERR_CREDENTIAL ? "a secret, "
+		    "key or certificate file is missing, unreadable, not "
+		    "private (mode 0600) or does not match" : NULL,
+		    "fix what the sentence names; the other accounts work; "
+		    "`sasl-oauth2 check-config` lists every account");
+		oa2_config_free(&cfg);
+		return EX_CONFIG;
 	}
 	step("OK", "config %s: account \"%s\" (line %d) matches %s",
 	    cfg->path, a->match, a->line, user);
