@@ -19,7 +19,10 @@ struct oa2_account;
 /*
  * A token for acct valid for at least refresh_margin more seconds, into
  * out (a copy; clear it with oa2_token_clear). *from (if not NULL) says
- * where it came from; err may be NULL. Thread-safe.
+ * where it came from; err may be NULL. Thread-safe: one request at a
+ * time per account, and per credential across processes (flock); a
+ * caller that waited for another's request takes its outcome, and
+ * every caller returns within acct->timeout + 1 s.
  *
  * A permanent refusal of the token endpoint (OA2_ERR_DENIED) is
  * remembered for acct->failure_backoff seconds, in the disk cache (or in
@@ -33,10 +36,14 @@ int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err);
 
 /*
- * The mail server refused token: drop it from memory and disk (only if
- * the cache still holds that same token).
+ * The mail server refused token. A token that came from the endpoint
+ * less than acct->failure_backoff seconds ago is kept: a new one would
+ * be refused alike (a missing permission, SMTP AUTH turned off), so no
+ * new token is asked for until it is that old; returns the seconds
+ * left. An older one is dropped from memory and disk (only if the cache
+ * still holds that same token): returns 0, and the next login asks.
  */
-void oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
+long oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token);
 
 /* Path of acct's cache file in a new string, or NULL (memory only). */

@@ -31,9 +31,6 @@
 #define CACHE_MAX	(64 * 1024)
 #define TOKEN_MAX	(32 * 1024)
 
-/* One token request at a time in this process. */
-static pthread_mutex_t cache_mutex = PTHREAD_MUTEX_INITIALIZER;
-
 static int
 fresh(const struct oa2_token *t, const struct oa2_account *acct, time_t now)
 {
@@ -119,14 +116,20 @@ valid_token_text(const char *s, size_t len)
 }
 
 /*
- * What a cache file holds: a token, or a refusal of the token endpoint
- * remembered until retry_at by the config file config_id.
+ * What a cache file holds: a token (and when it came from the endpoint),
+ * a refusal of the token endpoint remembered until retry_at by the
+ * config file config_id, and the transient failure of the last request,
+ * for the processes that waited for it (see take_failure).
  */
 struct entry {
 	struct oa2_token tok;		/* access_token NULL: none */
+	time_t	fetched_at;		/* 0: unknown */
 	time_t	retry_at;		/* 0: no refusal */
 	char	config_id[80];
 	char	refused[OA2_ERRMSG_MAX];
+	long long failed_at;		/* wall clock, ns; 0: none */
+	int	failed_code;		/* OA2_ERR_NETWORK or _TRANSIENT */
+	char	failed[OA2_ERRMSG_MAX];
 	int	corrupt;		/* the file exists but is invalid */
 };
 
@@ -134,17 +137,22 @@ static void
 entry_clear(struct entry *e)
 {
 	oa2_token_clear(&e->tok);
+	e->fetched_at = 0;
 	e->retry_at = 0;
 	e->config_id[0] = '\0';
 	e->refused[0] = '\0';
+	e->failed_at = 0;
+	e->failed_code = 0;
+	e->failed[0] = '\0';
 	e->corrupt = 0;
 }
 
 /*
  * Read the cache file into e. Its first line is a JSON object: "version"
- * 1, "account" (for people), and a token ("expires_at", "token_length")
- * or a remembered refusal ("refused", "retry_at", "config") or both;
- * the token's own bytes follow the line. The token stays out of the JSON
+ * 1, "account" (for people), and one or more of a token ("expires_at",
+ * "token_length", and "fetched_at" when known), a remembered refusal
+ * ("refused", "retry_at", "config"), a transient failure ("failed",
+ * "failed_at", "failed_code"); the token's own bytes follow the line. The token stays out of the JSON
  * so that it never passes through jansson, which can neither wipe the
  * buffers it lexes into nor be told to without touching the host
  * application's jansson, and because lexing it there was most of what a
@@ -155,7 +163,8 @@ static int
 disk_read(const struct oa2_account *acct, struct entry *e,
     struct oa2_error *err)
 {
-	json_t *root = NULL, *exp, *tlen, *ref, *until, *cid;
+	json_t *root = NULL, *exp, *tlen, *ref, *until, *cid, *got, *fl,
+	    *flat, *flc;
 	char *path, *text = NULL, *nl, *tok;
 	size_t len = 0, toklen;
 	int r;
@@ -184,9 +193,22 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	ref = json_object_get(root, "refused");
 	until = json_object_get(root, "retry_at");
 	cid = json_object_get(root, "config");
+	got = json_object_get(root, "fetched_at");
+	fl = json_object_get(root, "failed");
+	flat = json_object_get(root, "failed_at");
+	flc = json_object_get(root, "failed_code");
 	if (!json_is_object(root) ||
 	    json_integer_value(json_object_get(root, "version")) != 1 ||
-	    (exp == NULL && ref == NULL))
+	    (exp == NULL && ref == NULL && fl == NULL))
+		goto out;
+	if (got != NULL && (exp == NULL || !json_is_integer(got) ||
+	    json_integer_value(got) <= 0))
+		goto out;
+	if ((fl != NULL || flat != NULL || flc != NULL) &&
+	    (!json_is_string(fl) || json_string_length(fl) == 0 ||
+	    !json_is_integer(flat) || json_integer_value(flat) <= 0 ||
+	    (json_integer_value(flc) != OA2_ERR_NETWORK &&
+	    json_integer_value(flc) != OA2_ERR_TRANSIENT)))
 		goto out;
 	if (exp != NULL || tlen != NULL ? !json_is_integer(exp) ||
 	    json_integer_value(exp) <= 0 || !json_is_integer(tlen) ||
@@ -205,6 +227,14 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 			goto out;
 		}
 		e->tok.expires_at = (time_t)json_integer_value(exp);
+		e->fetched_at = (time_t)json_integer_value(got);
+	}
+	if (fl != NULL) {
+		oa2_sanitize(e->failed, sizeof(e->failed),
+		    json_string_value(fl), json_string_length(fl),
+		    sizeof(e->failed) - 1);
+		e->failed_at = (long long)json_integer_value(flat);
+		e->failed_code = (int)json_integer_value(flc);
 	}
 	if (ref != NULL) {
 		oa2_sanitize(e->refused, sizeof(e->refused),
@@ -269,7 +299,15 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 	    (json_object_set_new(root, "expires_at",
 	    json_integer((json_int_t)e->tok.expires_at)) != 0 ||
 	    json_object_set_new(root, "token_length",
-	    json_integer((json_int_t)toklen)) != 0)) ||
+	    json_integer((json_int_t)toklen)) != 0 ||
+	    (e->fetched_at > 0 && json_object_set_new(root, "fetched_at",
+	    json_integer((json_int_t)e->fetched_at)) != 0))) ||
+	    (e->failed_at > 0 && (json_object_set_new(root, "failed",
+	    json_string(e->failed)) != 0 ||
+	    json_object_set_new(root, "failed_at",
+	    json_integer((json_int_t)e->failed_at)) != 0 ||
+	    json_object_set_new(root, "failed_code",
+	    json_integer(e->failed_code)) != 0)) ||
 	    (e->retry_at != 0 && (json_object_set_new(root, "refused",
 	    json_string(e->refused)) != 0 ||
 	    json_object_set_new(root, "retry_at",
@@ -346,67 +384,182 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 	return r;
 }
 
+/* The wall clock in nanoseconds: comparable between processes. */
+static long long
+wall_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 /*
- * Take the credential's lock file, waiting at most timeout seconds (a
- * holder is itself bounded by the same timeout). Returns the locked fd,
- * or -1 when it cannot (the caller goes on without the lock).
+ * The moment a wait that begins now gives up: timeout seconds and a
+ * half later, on the monotonic clock. Whoever holds the lock is itself
+ * bounded by timeout, so every caller has its answer within timeout +
+ * 1 s: a token, the holder's outcome, or the sentence of busy().
+ */
+static void
+deadline_set(struct timespec *d, long timeout)
+{
+	clock_gettime(CLOCK_MONOTONIC, d);
+	d->tv_sec += (time_t)timeout;
+	d->tv_nsec += 500 * 1000 * 1000;
+	if (d->tv_nsec >= 1000 * 1000 * 1000) {
+		d->tv_sec++;
+		d->tv_nsec -= 1000 * 1000 * 1000;
+	}
+}
+
+/* Nanoseconds left until d, 0 when it has passed. */
+static long long
+ns_left(const struct timespec *d)
+{
+	struct timespec t;
+	long long left;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	left = (long long)(d->tv_sec - t.tv_sec) * 1000000000LL +
+	    (d->tv_nsec - t.tv_nsec);
+	return left > 0 ? left : 0;
+}
+
+/*
+ * Take acct's mutex, giving up at deadline d: 0, or an errno value
+ * (ETIMEDOUT). One token request at a time per account: the accounts
+ * that share a credential share its lock file too, and a login for
+ * another account never waits for this one.
  */
 static int
-lock_take(const struct oa2_account *acct, long timeout)
+acct_lock(struct oa2_account *acct, const struct timespec *d)
 {
-	struct timespec pause = { 0, 10 * 1000 * 1000 }, t0, t;
+	struct timespec abs;
+	long long ns;
+
+	if (pthread_mutex_trylock(&acct->lock) == 0)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &abs);
+	ns = ns_left(d) + abs.tv_nsec;
+	abs.tv_sec += (time_t)(ns / 1000000000LL);
+	abs.tv_nsec = (long)(ns % 1000000000LL);
+	return pthread_mutex_timedlock(&acct->lock, &abs);
+}
+
+#define LOCK_NONE	-1	/* no lock file: go on without it */
+#define LOCK_BUSY	-2	/* another process held it until the deadline */
+
+/*
+ * Take the credential's lock file, waiting until deadline d. Returns
+ * the locked descriptor, LOCK_BUSY, or LOCK_NONE when the file cannot
+ * be opened or locked at all.
+ */
+static int
+lock_take(const struct oa2_account *acct, const struct timespec *d)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
 	char *path;
 	int fd;
 
 	if ((path = cache_path(acct, ".lock")) == NULL)
-		return -1;
+		return LOCK_NONE;
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	free(path);
 	if (fd == -1)
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec > timeout)
+		return LOCK_NONE;
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			close(fd);
+			return LOCK_NONE;
+		}
+		if (ns_left(d) == 0)
 			break;
 		nanosleep(&pause, NULL);
-		continue;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-		return fd;
 	close(fd);
-	return -1;
+	return LOCK_BUSY;
 }
 
 static void
 lock_release(int fd)
 {
-	if (fd != -1)
+	if (fd >= 0)
 		close(fd);	/* releases the flock */
 }
 
-/* Fetch from the endpoint; on failure fall back to a still-valid token. */
+/* Another thread or process held the lock until our deadline. */
+static int
+busy(const struct oa2_account *acct, struct oa2_error *err)
+{
+	return oa2_seterr(err, OA2_ERR_TRANSIENT, "another process or thread "
+	    "is asking the token endpoint for account %s and had no answer "
+	    "within %ld s (timeout); not asking a second time meanwhile",
+	    acct->match, acct->timeout);
+}
+
+/* A token still valid for 30 s after a transient failure: use it. */
+static int
+use_stale(const struct oa2_account *acct, const struct oa2_log *lg,
+    const char *why, time_t now, const struct oa2_token *stale,
+    struct oa2_token *out)
+{
+	if (!usable(stale, now) || oa2_token_copy(out, stale) != 0)
+		return 0;
+	oa2_log(lg, OA2_LOG_WARNING, "%s; using the cached token for account "
+	    "%s, valid for %ld more seconds", why, acct->match,
+	    (long)(stale->expires_at - now));
+	return 1;
+}
+
+/*
+ * Ask the endpoint. A new token: *fetched is now. A transient failure
+ * (network, 429, 5xx, after token.c's one retry): its code and sentence
+ * into *failed (code 0 otherwise), for the callers that waited for this
+ * request, and a still-valid stale token is used if there is one.
+ */
 static int
 fetch(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
-    struct oa2_token *stale, struct oa2_token *out, struct oa2_error *err)
+    const struct oa2_token *stale, struct oa2_token *out, time_t *fetched,
+    struct oa2_error *failed, struct oa2_error *err)
 {
 	int r;
 
-	if ((r = oa2_token_fetch(acct, lg, now, out, err)) == 0)
-		return OA2_OK;
-	if ((r == OA2_ERR_NETWORK || r == OA2_ERR_TRANSIENT) &&
-	    usable(stale, now)) {
-		oa2_log(lg, OA2_LOG_WARNING, "%s; using the cached token for "
-		    "account %s, valid for %ld more seconds", err->msg,
-		    acct->match, (long)(stale->expires_at - now));
-		*out = *stale;
-		memset(stale, 0, sizeof(*stale));	/* transferred */
-		oa2_clearerr(err);
+	failed->code = 0;
+	if ((r = oa2_token_fetch(acct, lg, now, out, err)) == 0) {
+		*fetched = time(NULL);
 		return OA2_OK;
 	}
-	return r;
+	if (r != OA2_ERR_NETWORK && r != OA2_ERR_TRANSIENT)
+		return r;
+	failed->code = r;
+	oa2_sanitize(failed->msg, sizeof(failed->msg), err->msg,
+	    strlen(err->msg), sizeof(failed->msg) - 1);
+	if (!use_stale(acct, lg, err->msg, now, stale, out))
+		return r;
+	oa2_clearerr(err);
+	return OA2_OK;
+}
+
+/*
+ * The outcome of the request that another thread or process made while
+ * this call waited for the lock (it failed transiently after `start`,
+ * when this call began): taken as ours instead of asking again, the
+ * stale token if it is still usable, else the same failure. A call that
+ * begins after a failure asks again: transient failures are kept for
+ * the waiters of that one request, never longer.
+ */
+static int
+take_failure(const struct oa2_account *acct, const struct oa2_log *lg,
+    int code, const char *sentence, time_t now,
+    const struct oa2_token *stale, struct oa2_token *out,
+    struct oa2_error *err)
+{
+	if (use_stale(acct, lg, sentence, now, stale, out))
+		return OA2_OK;
+	return oa2_seterr(err, code, "%.*s (asked by another process or "
+	    "thread at the same time)", OA2_ERRMSG_MAX - 64, sentence);
 }
 
 /*
@@ -453,20 +606,26 @@ remember(struct oa2_account *acct, const struct oa2_log *lg,
 	return 1;
 }
 
-/* The disk path: read, lock, read again, fetch, write. */
+/*
+ * The disk path: read, lock (until deadline), read again, fetch, write.
+ * start: when the caller began (wall clock, ns), for take_failure.
+ */
 static int
 from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
-    struct oa2_token *out, int *from, struct oa2_error *err)
+    long long start, const struct timespec *deadline, struct oa2_token *out,
+    time_t *fetched, int *from, struct oa2_error *failed,
+    struct oa2_error *err)
 {
 	struct entry disk = { .retry_at = 0 };
 	struct oa2_error werr;
-	int fd = -1, r, locked = 0;
+	int fd = LOCK_NONE, r, locked = 0;
 
 	for (;;) {
 		if (disk_read(acct, &disk, &werr) == 0) {
 			if (fresh(&disk.tok, acct, now)) {
 				*out = disk.tok;
 				memset(&disk.tok, 0, sizeof(disk.tok));
+				*fetched = disk.fetched_at;
 				*from = OA2_FROM_DISK;
 				r = OA2_OK;
 				goto out;
@@ -477,13 +636,24 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 				    err);
 				goto out;
 			}
+			if (disk.failed_at > start) {
+				r = take_failure(acct, lg, disk.failed_code,
+				    disk.failed, now, &disk.tok, out, err);
+				*fetched = disk.fetched_at;
+				*from = OA2_FROM_DISK;
+				goto out;
+			}
 		} else if (locked && disk.corrupt)
 			oa2_log(lg, OA2_LOG_WARNING, "%s: replacing it with a "
 			    "new token", werr.msg);
 		if (locked)
 			break;
 		/* Another process may refresh it while we wait. */
-		if ((fd = lock_take(acct, acct->timeout + 1)) == -1)
+		if ((fd = lock_take(acct, deadline)) == LOCK_BUSY) {
+			r = busy(acct, err);
+			goto out;
+		}
+		if (fd == LOCK_NONE)
 			oa2_log(lg, OA2_LOG_WARNING, "cannot lock the token "
 			    "cache of account %s; asking the token endpoint "
 			    "without it", acct->match);
@@ -492,20 +662,37 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 		locked = 1;
 		now = time(NULL);	/* we may have waited */
 	}
-	if (disk.tok.access_token == NULL && acct->mem.access_token != NULL)
-		oa2_token_copy(&disk.tok, &acct->mem);
-	if ((r = fetch(acct, lg, now, &disk.tok, out, err)) == 0) {
+	if (disk.tok.access_token == NULL && acct->mem.access_token != NULL) {
+		if (oa2_token_copy(&disk.tok, &acct->mem) != 0) {
+			r = OA2_ERR_NOMEM;
+			goto out;
+		}
+		disk.fetched_at = acct->mem_fetched;
+	}
+	*fetched = disk.fetched_at;
+	r = fetch(acct, lg, now, &disk.tok, out, fetched, failed, err);
+	if (r == 0 && failed->code == 0) {
 		*from = OA2_FROM_SERVER;
 		entry_clear(&disk);
 		disk.tok = *out;
+		disk.fetched_at = *fetched;
 		r = disk_write(acct, &disk, &werr);
 		memset(&disk.tok, 0, sizeof(disk.tok));	/* still out's */
 		if (r != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 		r = OA2_OK;
+	} else if (failed->code != 0) {
+		/* kept for the processes waiting for the lock meanwhile */
+		*from = OA2_FROM_SERVER;
+		disk.failed_at = wall_ns();
+		disk.failed_code = failed->code;
+		memcpy(disk.failed, failed->msg, sizeof(disk.failed));
+		if (disk_write(acct, &disk, &werr) != 0)
+			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 	} else if (remember(acct, lg, err, &disk)) {
 		/* the refused credential's token is of no further use */
 		oa2_token_clear(&disk.tok);
+		disk.failed_at = 0;
 		if (disk_write(acct, &disk, &werr) != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 	}
@@ -518,17 +705,17 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 /* Without a disk cache: memory, and the refusal remembered in memory. */
 static int
 from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
-    struct oa2_token *out, struct oa2_error *err)
+    struct oa2_token *out, time_t *fetched, struct oa2_error *failed,
+    struct oa2_error *err)
 {
 	struct entry e = { .retry_at = 0 };
 	int r;
 
 	if (backing_off(acct, acct->refused_until, acct->config_id, now))
 		return refuse(acct->refused, acct->refused_until, now, err);
-	if (oa2_token_copy(&e.tok, &acct->mem) != 0)
-		return OA2_ERR_NOMEM;
-	if ((r = fetch(acct, lg, now, &e.tok, out, err)) != 0 &&
-	    remember(acct, lg, err, &e)) {
+	*fetched = acct->mem_fetched;
+	if ((r = fetch(acct, lg, now, &acct->mem, out, fetched, failed,
+	    err)) != 0 && remember(acct, lg, err, &e)) {
 		memcpy(acct->refused, e.refused, sizeof(acct->refused));
 		acct->refused_until = e.retry_at;
 	}
@@ -541,16 +728,32 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
 	struct oa2_token tok = { NULL, 0 };
-	struct oa2_error derr, local;
-	time_t now = time(NULL);
+	struct oa2_error derr, local, failed = { 0, "" };
+	struct timespec deadline;
+	long long start = wall_ns();
+	time_t now = time(NULL), fetched = 0;
 	int where = OA2_FROM_MEMORY, r;
 
 	if (err == NULL)
 		err = &local;
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&cache_mutex);
+	deadline_set(&deadline, acct->timeout);
+	if ((r = acct_lock(acct, &deadline)) != 0) {
+		if (r == ETIMEDOUT)
+			return busy(acct, err);
+		return oa2_seterr(err, OA2_ERR_INTERNAL, "cannot lock the "
+		    "token cache of account %s: %s", acct->match,
+		    strerror(r));
+	}
+	now = time(NULL);	/* we may have waited */
 	if (fresh(&acct->mem, acct, now)) {
 		r = oa2_token_copy(out, &acct->mem);
+		goto out;
+	}
+	/* a thread of ours asked, and failed, while we waited */
+	if (acct->failed_at > start) {
+		r = take_failure(acct, lg, acct->failed_code, acct->failed,
+		    now, &acct->mem, out, err);
 		goto out;
 	}
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
@@ -560,20 +763,27 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		acct->cache_warned = 1;
 	}
 	if (acct->cache_dir != NULL && !acct->cache_warned)
-		r = from_disk(acct, lg, now, &tok, &where, err);
+		r = from_disk(acct, lg, now, start, &deadline, &tok, &fetched,
+		    &where, &failed, err);
 	else {
-		r = from_memory(acct, lg, now, &tok, err);
+		r = from_memory(acct, lg, now, &tok, &fetched, &failed, err);
 		where = OA2_FROM_SERVER;
+	}
+	if (failed.code != 0) {
+		acct->failed_at = wall_ns();
+		acct->failed_code = failed.code;
+		memcpy(acct->failed, failed.msg, sizeof(acct->failed));
 	}
 	if (r != 0)
 		goto out;
 	oa2_token_clear(&acct->mem);
 	acct->mem = tok;
 	memset(&tok, 0, sizeof(tok));		/* transferred */
+	acct->mem_fetched = fetched;
 	acct->refused_until = 0;
 	r = oa2_token_copy(out, &acct->mem);
  out:
-	pthread_mutex_unlock(&cache_mutex);
+	pthread_mutex_unlock(&acct->lock);
 	oa2_token_clear(&tok);
 	if (r == 0 && from != NULL)
 		*from = where;
@@ -582,37 +792,74 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 	return r;
 }
 
-void
+/*
+ * Seconds for which a token that came from the endpoint at `fetched`
+ * is still young: then a refusal by the mail server is the server's
+ * doing (a missing permission, SMTP AUTH turned off), and a new token
+ * would be refused alike.
+ */
+static long
+young(const struct oa2_account *acct, time_t fetched, time_t now)
+{
+	if (acct->failure_backoff <= 0 || fetched <= 0 || fetched > now ||
+	    fetched + acct->failure_backoff <= now)
+		return 0;
+	return (long)(fetched + acct->failure_backoff - now);
+}
+
+long
 oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token)
 {
 	struct entry disk = { .retry_at = 0 };
 	struct oa2_error err;
+	struct timespec deadline;
+	time_t now = time(NULL), fetched = 0;
+	long kept;
 	char *path;
-	int fd;
+	int fd = LOCK_NONE, in_mem, on_disk = 0;
 
-	pthread_mutex_lock(&cache_mutex);
-	if (acct->mem.access_token != NULL &&
-	    strcmp(acct->mem.access_token, token) == 0)
-		oa2_token_clear(&acct->mem);
+	/* not for long: whoever holds it is replacing the token anyway */
+	deadline_set(&deadline, 1);
+	if (acct_lock(acct, &deadline) != 0) {
+		oa2_log(lg, OA2_LOG_WARNING, "the token of account %s was "
+		    "refused and is being replaced", acct->match);
+		return 0;
+	}
+	if ((in_mem = acct->mem.access_token != NULL &&
+	    strcmp(acct->mem.access_token, token) == 0))
+		fetched = acct->mem_fetched;
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
-	    (fd = lock_take(acct, 2)) != -1) {
-		if (disk_read(acct, &disk, &err) == 0 &&
-		    disk.tok.access_token != NULL &&
-		    strcmp(disk.tok.access_token, token) == 0 &&
-		    (path = oa2_cache_file(acct)) != NULL) {
+	    (fd = lock_take(acct, &deadline)) >= 0 &&
+	    disk_read(acct, &disk, &err) == 0 &&
+	    disk.tok.access_token != NULL &&
+	    strcmp(disk.tok.access_token, token) == 0) {
+		on_disk = 1;
+		if (disk.fetched_at > fetched)
+			fetched = disk.fetched_at;
+	}
+	if ((kept = young(acct, fetched, now)) > 0)
+		oa2_log(lg, OA2_LOG_INFO, "the token of account %s came from "
+		    "the token endpoint %ld s ago: kept, and no new one asked "
+		    "for during %ld s (failure_backoff)", acct->match,
+		    (long)(now - fetched), kept);
+	else {
+		if (in_mem)
+			oa2_token_clear(&acct->mem);
+		if (on_disk && (path = oa2_cache_file(acct)) != NULL) {
 			if (unlink(path) == -1)
 				oa2_log(lg, OA2_LOG_WARNING, "cannot remove "
 				    "token cache file %s: %s", path,
 				    strerror(errno));
 			free(path);
 		}
-		lock_release(fd);
-		entry_clear(&disk);
+		oa2_log(lg, OA2_LOG_INFO, "dropped the cached token of "
+		    "account %s", acct->match);
 	}
-	pthread_mutex_unlock(&cache_mutex);
-	oa2_log(lg, OA2_LOG_INFO, "dropped the cached token of account %s",
-	    acct->match);
+	lock_release(fd);
+	entry_clear(&disk);
+	pthread_mutex_unlock(&acct->lock);
+	return kept;
 }
 
 int

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,9 @@ static char counter[300];
 static int stub_result = OA2_OK;
 static long stub_lifetime = 3600;
 static int stub_sleep_ms;
+/* A request for client_id stub_block_client waits until stub_block[1] closes. */
+static const char *stub_block_client;
+static int stub_block[2] = { -1, -1 };
 
 /* The stub endpoint: one line in the counter file per request. */
 int
@@ -46,6 +50,13 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 	close(fd);
 	if (stub_sleep_ms)
 		usleep(stub_sleep_ms * 1000);
+	if (stub_block_client != NULL &&
+	    strcmp(acct->client_id, stub_block_client) == 0) {
+		char c;
+
+		while (read(stub_block[0], &c, 1) == -1 && errno == EINTR)
+			continue;
+	}
 	if (stub_result != 0)
 		return oa2_seterr(err, stub_result, "stub failure");
 	n = snprintf(tok, sizeof(tok), "tok-%ld-%d", (long)getpid(), rand());
@@ -417,7 +428,8 @@ test_backoff(void)
 	for (int k = 0; k < 2; k++) {
 		stub_result = k == 0 ? OA2_ERR_NETWORK : OA2_ERR_TRANSIENT;
 		ok(oa2_token_get(a, &lg, &t, &from, &err) == stub_result &&
-		    requests() == i + 10 + k && access(file, F_OK) == -1,
+		    requests() == i + 10 + k &&
+		    strstr(slurp(file), "\"refused\"") == NULL,
 		    k == 0 ? "a network failure is not remembered" :
 		    "a transient refusal is not remembered");
 	}
@@ -665,6 +677,416 @@ test_killed_holder(void)
 	free(file);
 }
 
+/*
+ * How much longer a slow build (valgrind, sanitizers) may take: a guard
+ * against a hang, never part of what a check asserts on a normal build.
+ */
+static int
+slow(void)
+{
+	const char *v = getenv("VALGRIND");
+
+	if (v != NULL && *v != '\0')
+		return 10;
+#if defined(__SANITIZE_ADDRESS__)
+	return 3;
+#else
+	return 1;
+#endif
+}
+
+/*
+ * A config of n accounts uK@x.test, each its own credential (client cK,
+ * secret sK-tag), the odd ones in memory only, with timeout and more
+ * settings for defaults.
+ */
+static struct oa2_config *
+conf_accounts(int n, long timeout, const char *tag, const char *settings)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_error err;
+	char path[300], text[8192];
+	size_t len;
+	int k;
+
+	snprintf(path, sizeof(path), "%s/t.conf", dir);
+	len = (size_t)snprintf(text, sizeof(text), "defaults = { ca_file = "
+	    "\"%s/ca.pem\"; cache_dir = \"%s/tcache\"; refresh_margin = 600; "
+	    "timeout = %ld; %s };\naccounts = (", dir, dir, timeout, settings);
+	for (k = 0; k < n; k++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+		    "%s { match = \"u%d@x.test\"; tenant = \"t\"; client_id = "
+		    "\"c%d\"; client_secret = \"s%d-%s\";%s }", k ? "," : "",
+		    k, k, k, tag, k % 2 ? " cache_dir = \"\";" : "");
+	snprintf(text + len, sizeof(text) - len, " );\n");
+	put(path, text, 0600);
+	if (oa2_config_load(path, &lg, &cfg, &err) != 0) {
+		printf("# %s\n", err.msg);
+		exit(1);
+	}
+	return cfg;
+}
+
+/* A thread's login: a token for a, or (a NULL) a mailbox matched. */
+struct job {
+	struct oa2_config *cfg;
+	struct oa2_account *a;
+	const char *mailbox;
+	int	done_fd;
+	pthread_t thread;
+	int	r;
+	char	msg[OA2_ERRMSG_MAX];
+	char	tok[64];
+};
+
+static void *
+job_run(void *arg)
+{
+	struct job *j = arg;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err = { 0, "" };
+
+	if (j->a == NULL)
+		j->r = oa2_config_match(j->cfg, j->mailbox) == NULL ?
+		    OA2_ERR_NOACCOUNT : OA2_OK;
+	else {
+		j->r = oa2_token_get(j->a, NULL, &t, NULL, &err);
+		snprintf(j->msg, sizeof(j->msg), "%s", err.msg);
+		snprintf(j->tok, sizeof(j->tok), "%s",
+		    t.access_token != NULL ? t.access_token : "");
+		oa2_token_clear(&t);
+	}
+	if (write(j->done_fd, "d", 1) != 1)
+		abort();
+	return NULL;
+}
+
+static void
+job_start(struct job *j, struct oa2_config *cfg, struct oa2_account *a,
+    const char *mailbox, int done_fd)
+{
+	memset(j, 0, sizeof(*j));
+	j->cfg = cfg;
+	j->a = a;
+	j->mailbox = mailbox;
+	j->done_fd = done_fd;
+	if (pthread_create(&j->thread, NULL, job_run, j) != 0)
+		abort();
+}
+
+/* How many jobs said they were done on fd within secs (of n wanted). */
+static int
+jobs_done(int fd, int n, double secs)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	double t0 = mono();
+	int got = 0;
+	char c;
+
+	while (got < n && mono() - t0 < secs)
+		if (poll(&p, 1, 50) == 1 && read(fd, &c, 1) == 1)
+			got++;
+	return got;
+}
+
+/* Until n requests have reached the stub (a guard of 30 s, slow builds more). */
+static int
+await_requests(int n)
+{
+	double t0 = mono();
+
+	while (requests() < n && mono() - t0 < 30 * slow())
+		usleep(5000);
+	return requests() >= n;
+}
+
+/*
+ * Threads: one account's request hangs (the stub blocks until the test
+ * lets it go); logins for 8 other accounts, half with a disk cache and
+ * half in memory, and for a mailbox no account matches, all finish
+ * while it still hangs. A second thread for the hanging account waits
+ * and takes its token (one request); a transient failure is taken the
+ * same way; a thread that waits longer than timeout gives up with a
+ * sentence. Deterministic: nothing is released before the others have
+ * finished, and on a process-wide lock the wait ends after its guard
+ * as a failed check rather than a hang.
+ */
+static void
+test_threads(void)
+{
+	struct oa2_config *cfg;
+	struct job jobs[10], same, late;
+	int done[2], k, i, n, good;
+
+	if (pipe(done) == -1 || pipe(stub_block) == -1)
+		abort();
+	cfg = conf_accounts(9, 5, "threads", "");
+	i = requests();
+	stub_block_client = "c0";
+	job_start(&jobs[0], cfg, &cfg->accounts[0], NULL, done[1]);
+	ok(await_requests(i + 1), "a thread's request hangs");
+	for (k = 1; k < 9; k++)
+		job_start(&jobs[k], cfg, &cfg->accounts[k], NULL, done[1]);
+	job_start(&jobs[9], cfg, NULL, "nobody@y.test", done[1]);
+	n = jobs_done(done[0], 9, 30 * slow());
+	for (k = 1, good = 0; k < 9; k++)
+		good += jobs[k].r == 0 && jobs[k].tok[0] != '\0';
+	ok(n == 9 && good == 8 && jobs[9].r == OA2_ERR_NOACCOUNT,
+	    "meanwhile 8 threads on other accounts (disk and memory) and one "
+	    "for a mailbox no account matches all finish");
+	ok(requests() == i + 9, "each of them with its own request");
+	job_start(&same, cfg, &cfg->accounts[0], NULL, done[1]);
+	ok(jobs_done(done[0], 1, 0.3) == 0,
+	    "a second thread for the hanging account waits for it");
+	close(stub_block[1]);
+	ok(jobs_done(done[0], 2, 30 * slow()) == 2, "both finish when it "
+	    "answers");
+	for (k = 0; k < 10; k++)
+		pthread_join(jobs[k].thread, NULL);
+	pthread_join(same.thread, NULL);
+	ok(jobs[0].r == 0 && same.r == 0 && strcmp(jobs[0].tok, same.tok) ==
+	    0 && requests() == i + 9, "the waiting thread took its token: "
+	    "one request");
+	close(stub_block[0]);
+
+	/* a transient failure: the waiting thread takes it, asks nothing */
+	if (pipe(stub_block) == -1)
+		abort();
+	stub_block_client = "c1";
+	stub_result = OA2_ERR_NETWORK;
+	oa2_token_clear(&cfg->accounts[1].mem);
+	i = requests();
+	job_start(&jobs[0], cfg, &cfg->accounts[1], NULL, done[1]);
+	await_requests(i + 1);
+	job_start(&same, cfg, &cfg->accounts[1], NULL, done[1]);
+	ok(jobs_done(done[0], 1, 0.3) == 0, "(a second thread waits)");
+	close(stub_block[1]);
+	jobs_done(done[0], 2, 30 * slow());
+	pthread_join(jobs[0].thread, NULL);
+	pthread_join(same.thread, NULL);
+	close(stub_block[0]);
+	ok(jobs[0].r == OA2_ERR_NETWORK && same.r == OA2_ERR_NETWORK &&
+	    requests() == i + 1, "a transient failure is the waiting "
+	    "thread's answer too, without a second request");
+	has_str(same.msg, "stub failure (asked by another process or thread "
+	    "at the same time)", "with the same sentence");
+	stub_block_client = NULL;
+	job_start(&late, cfg, &cfg->accounts[1], NULL, done[1]);
+	jobs_done(done[0], 1, 30 * slow());
+	pthread_join(late.thread, NULL);
+	ok(late.r == OA2_ERR_NETWORK && requests() == i + 2 &&
+	    strstr(late.msg, "same time") == NULL,
+	    "a thread that comes after the failure asks again");
+	stub_result = OA2_OK;
+	oa2_config_free(&cfg);
+
+	/* timeout = 1: a thread that waits longer gives up, with a sentence */
+	if (pipe(stub_block) == -1)
+		abort();
+	cfg = conf_accounts(1, 1, "busy", "");
+	stub_block_client = "c0";
+	i = requests();
+	job_start(&jobs[0], cfg, &cfg->accounts[0], NULL, done[1]);
+	await_requests(i + 1);
+	job_start(&same, cfg, &cfg->accounts[0], NULL, done[1]);
+	ok(jobs_done(done[0], 1, 30 * slow()) == 1 &&
+	    same.r == OA2_ERR_TRANSIENT && requests() == i + 1,
+	    "timeout = 1: a thread waiting for a request that hangs gives up");
+	has_str(same.msg, "another process or thread is asking the token "
+	    "endpoint for account u0@x.test and had no answer within 1 s",
+	    "and says why");
+	close(stub_block[1]);
+	jobs_done(done[0], 1, 30 * slow());
+	pthread_join(jobs[0].thread, NULL);
+	pthread_join(same.thread, NULL);
+	close(stub_block[0]);
+	stub_block_client = NULL;
+	oa2_config_free(&cfg);
+	close(done[0]);
+	close(done[1]);
+}
+
+/*
+ * Processes and a hanging endpoint (timeout = 2; the stub answers a
+ * network failure after 2 s, as a hanging endpoint ends): 8 processes
+ * at once make one request, and each has the sentence, its own or the
+ * holder's, within timeout + 1 s. A process that comes later asks
+ * again. A lock holder that never returns: the next process gives up at
+ * timeout + 1 s with a sentence, and asks nothing.
+ */
+static void
+test_hanging_endpoint(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_account *a;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	int k, i, st, other = 0, gaveup = 0, late = 0, from;
+	double t0, took;
+	pid_t kids[8], holder;
+
+	cfg = conf_accounts(1, 2, "hang", "");
+	a = &cfg->accounts[0];
+	i = requests();
+	stub_result = OA2_ERR_NETWORK;
+	stub_sleep_ms = 2000;
+	for (k = 0; k < 8; k++)
+		if ((kids[k] = fork()) == 0) {
+			struct oa2_token kt = { NULL, 0 };
+			int r, code;
+
+			t0 = mono();
+			r = oa2_token_get(a, NULL, &kt, NULL, &err);
+			if (r != OA2_ERR_NETWORK && r != OA2_ERR_TRANSIENT)
+				code = 2;
+			else if (strstr(err.msg, "another process or thread "
+			    "is asking") != NULL)
+				code = 1;
+			else
+				code = strstr(err.msg, "stub failure") ? 0 : 2;
+			if (mono() - t0 > (2 + 1) * slow())
+				code |= 4;
+			_exit(code);
+		}
+	for (k = 0; k < 8; k++) {
+		waitpid(kids[k], &st, 0);
+		if (!WIFEXITED(st) || (WEXITSTATUS(st) & 3) > 1)
+			other++;
+		gaveup += WIFEXITED(st) && (WEXITSTATUS(st) & 1);
+		late += WIFEXITED(st) && (WEXITSTATUS(st) & 4);
+	}
+	stub_sleep_ms = 0;
+	printf("# %d of 8 took the holder's outcome, %d gave up waiting\n",
+	    8 - other - gaveup, gaveup);
+	ok(requests() == i + 1, "8 processes and a hanging endpoint: one "
+	    "request");
+	ok(other == 0, "each failed with the endpoint's sentence or said "
+	    "another process is asking");
+	ok(late == 0, "each within timeout + 1 s");
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_NETWORK &&
+	    requests() == i + 2 && strstr(err.msg, "same time") == NULL,
+	    "a process that comes later asks again");
+	stub_result = OA2_OK;
+
+	/* a lock holder that never returns */
+	if (pipe(stub_block) == -1)
+		abort();
+	stub_block_client = "c0";
+	if ((holder = fork()) == 0)
+		_exit(oa2_token_get(a, NULL, &t, NULL, &err) == 0 ? 0 : 1);
+	stub_block_client = NULL;
+	ok(await_requests(i + 3), "a process holds the lock, its request "
+	    "hanging");
+	t0 = mono();
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == OA2_ERR_TRANSIENT &&
+	    requests() == i + 3, "the next process gives up without asking");
+	took = mono() - t0;
+	has_str(err.msg, "another process or thread is asking the token "
+	    "endpoint for account u0@x.test and had no answer within 2 s",
+	    "and says why");
+	ok(took >= 2 && took < (2 + 1) * slow(), "after waiting timeout, "
+	    "within timeout + 1 s");
+	kill(holder, SIGKILL);
+	waitpid(holder, &st, 0);
+	close(stub_block[0]);
+	close(stub_block[1]);
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    requests() == i + 4, "the holder killed: the next one asks");
+	oa2_token_clear(&t);
+	oa2_config_free(&cfg);
+}
+
+/*
+ * A token that the mail server refuses though it came fresh from the
+ * endpoint is kept for failure_backoff seconds after it was fetched, so
+ * that a server refusing every token costs one request, not one per
+ * login; an older token is dropped, as is any with failure_backoff = 0.
+ */
+static void
+test_young_refused(void)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_account *a;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	char *file, first[64];
+	long kept;
+	int i, k, from, st, status = 0;
+	pid_t kids[10];
+
+	cfg = conf_accounts(1, 5, "young", "");
+	a = &cfg->accounts[0];
+	file = oa2_cache_file(a);
+	i = requests();
+	logged[0] = '\0';
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == i + 1, "a new token");
+	snprintf(first, sizeof(first), "%s", t.access_token);
+	kept = oa2_token_forget(a, &lg, t.access_token);
+	oa2_token_clear(&t);
+	ok(kept > 55 && kept <= 60, "refused by the server: kept (60 s of "
+	    "failure_backoff)");
+	has_str(logged, "the token of account u0@x.test came from the token "
+	    "endpoint 0 s ago: kept, and no new one asked for during",
+	    "and logged");
+	has_str(slurp(file), "\"fetched_at\":", "the cache file says when it "
+	    "was fetched");
+	for (k = 0; k < 50; k++) {
+		if (oa2_token_get(a, &lg, &t, &from, &err) != 0 ||
+		    strcmp(t.access_token, first) != 0 ||
+		    oa2_token_forget(a, &lg, t.access_token) <= 0)
+			status = 1;
+		oa2_token_clear(&t);
+	}
+	ok(status == 0 && requests() == i + 1,
+	    "50 logins refused by the server: no further request");
+	for (k = 0; k < 10; k++)
+		if ((kids[k] = fork()) == 0) {
+			struct oa2_token kt = { NULL, 0 };
+
+			oa2_token_clear(&a->mem);	/* a new process */
+			_exit(oa2_token_get(a, NULL, &kt, NULL, &err) == 0 &&
+			    strcmp(kt.access_token, first) == 0 &&
+			    oa2_token_forget(a, NULL, kt.access_token) > 0 ?
+			    0 : 1);
+		}
+	for (k = 0; k < 10; k++) {
+		waitpid(kids[k], &st, 0);
+		status |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+	}
+	ok(status == 0 && requests() == i + 1, "nor 10 processes, which "
+	    "read it from the cache file");
+
+	/* a token of unknown age (older files) is dropped */
+	oa2_token_clear(&a->mem);
+	put_token(file, "aged-token", time(NULL) + 3000, 0600);
+	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
+	    oa2_token_forget(a, &lg, t.access_token) == 0 &&
+	    access(file, F_OK) == -1 && a->mem.access_token == NULL,
+	    "a token of unknown age is dropped");
+	oa2_token_clear(&t);
+	oa2_config_free(&cfg);
+	free(file);
+
+	/* failure_backoff = 0: every refused token is dropped */
+	cfg = conf_accounts(1, 5, "young0", "failure_backoff = 0;");
+	a = &cfg->accounts[0];
+	file = oa2_cache_file(a);
+	i = requests();
+	for (k = 0; k < 2; k++) {
+		oa2_token_get(a, &lg, &t, &from, &err);
+		kept = oa2_token_forget(a, &lg, t.access_token);
+		oa2_token_clear(&t);
+	}
+	ok(kept == 0 && requests() == i + 2 && access(file, F_OK) == -1,
+	    "failure_backoff = 0: a refused token is dropped at once");
+	oa2_config_free(&cfg);
+	free(file);
+}
+
 int
 main(void)
 {
@@ -777,14 +1199,15 @@ main(void)
 		oa2_token_clear(&t2);
 	}
 
-	/* forget: only the token that was refused */
+	/* forget: only the token that was refused, and not a young one */
 	oa2_token_clear(&a->mem);
+	put_token(file, "old-token", time(NULL) + 3000, 0600);
 	oa2_token_get(a, &lg, &t2, &from, &err);
-	oa2_token_forget(a, &lg, "some-other-token");
-	ok(access(file, F_OK) == 0 && a->mem.access_token != NULL,
+	ok(oa2_token_forget(a, &lg, "some-other-token") == 0 &&
+	    access(file, F_OK) == 0 && a->mem.access_token != NULL,
 	    "forgetting another token keeps the cache");
-	oa2_token_forget(a, &lg, t2.access_token);
-	ok(access(file, F_OK) == -1 && a->mem.access_token == NULL,
+	ok(oa2_token_forget(a, &lg, t2.access_token) == 0 &&
+	    access(file, F_OK) == -1 && a->mem.access_token == NULL,
 	    "forgetting the refused token drops memory and disk");
 	oa2_token_clear(&t2);
 
@@ -869,6 +1292,9 @@ main(void)
 	test_fsync_fails();
 	test_killed_writer();
 	test_killed_holder();
+	test_threads();
+	test_hanging_endpoint();
+	test_young_refused();
 
 	snprintf(text, sizeof(text), "rm -rf %s", dir);
 	if (system(text) != 0)
