@@ -50,6 +50,21 @@ long oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 char *oa2_cache_file(const struct oa2_account *acct);
 
 /*
+ * The directory holding acct's cache files, in a new string, or NULL
+ * (memory only): cache_dir itself when it is private (owned by the
+ * effective uid, not sticky), else its subdirectory "uid-N" for the
+ * effective uid N (docs/cache.md, "The directory").
+ */
+char *oa2_cache_dir(const struct oa2_account *acct);
+
+/*
+ * Whether the plugin would use cache directory dir (configured path),
+ * creating nothing: OA2_OK when usable or when what is missing would be
+ * made on first use; else OA2_ERR_CACHE with the sentence.
+ */
+int oa2_cache_check(const char *dir, struct oa2_error *err);
+
+/*
  * Read acct's disk cache entry (for `sasl-oauth2 cache list`): expiry
  * into *expires_at (0 when the file holds no token). OA2_OK;
  * OA2_ERR_DENIED with the sentence in err while the file holds a

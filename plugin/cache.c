@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,10 @@
 #include "cache.h"
 #include "conf.h"
 #include "secret.h"
+
+#ifndef O_PATH
+#define O_PATH		O_RDONLY	/* needs read permission on dir */
+#endif
 
 #define CACHE_MAX	(64 * 1024)
 #define TOKEN_MAX	(32 * 1024)
@@ -44,16 +49,49 @@ usable(const struct oa2_token *t, time_t now)
 	return t->access_token != NULL && t->expires_at > now + 30;
 }
 
-static char *
-cache_path(const struct oa2_account *acct, const char *suffix)
+/*
+ * The cache directory (docs/cache.md, "The directory"). cache_dir is
+ * either private, owned by the effective uid without the sticky bit,
+ * and holds the files itself (mode 0700, as it always did); or shared
+ * by the users of the machine, owned by root (or by us) and sticky when
+ * others may write to it (/var/cache/sasl-oauth2, mode 1733), and then
+ * each effective uid's files lie in its own subdirectory "uid-N", made
+ * 0700 on first use and held to the private rule.
+ */
+static int
+dir_shared(const struct stat *st)
 {
+	return S_ISDIR(st->st_mode) &&
+	    (st->st_uid != geteuid() || (st->st_mode & S_ISVTX) != 0);
+}
+
+char *
+oa2_cache_dir(const struct oa2_account *acct)
+{
+	struct stat st;
 	char *p;
 
 	if (acct->cache_dir == NULL)
 		return NULL;
-	if (asprintf(&p, "%s/%s%s", acct->cache_dir, acct->cache_key,
-	    suffix) == -1)
+	if (lstat(acct->cache_dir, &st) == 0 && dir_shared(&st)) {
+		if (asprintf(&p, "%s/uid-%lu", acct->cache_dir,
+		    (unsigned long)geteuid()) == -1)
+			return NULL;
+		return p;
+	}
+	return strdup(acct->cache_dir);
+}
+
+static char *
+cache_path(const struct oa2_account *acct, const char *suffix)
+{
+	char *d, *p;
+
+	if ((d = oa2_cache_dir(acct)) == NULL)
 		return NULL;
+	if (asprintf(&p, "%s/%s%s", d, acct->cache_key, suffix) == -1)
+		p = NULL;
+	free(d);
 	return p;
 }
 
@@ -63,43 +101,301 @@ oa2_cache_file(const struct oa2_account *acct)
 	return cache_path(acct, ".token");
 }
 
+/* A template for mkstemp: ".KEY.XXXXXX" beside KEY.token. */
+static char *
+temp_path(const struct oa2_account *acct)
+{
+	char *d, *p;
+
+	if ((d = oa2_cache_dir(acct)) == NULL)
+		return NULL;
+	if (asprintf(&p, "%s/.%s.XXXXXX", d, acct->cache_key) == -1)
+		p = NULL;
+	free(d);
+	return p;
+}
+
 /*
- * The cache directory must be ours alone: create it 0700 if missing,
- * and refuse a symlink, another owner, or group/other access.
+ * The effective user's home directory into *home (a new string), or
+ * NULL: $HOME unless the process is setuid or setgid (secure_getenv),
+ * else the passwd entry; only a directory owned by the effective uid.
+ */
+static int
+home_dir(char **home)
+{
+	struct passwd pw, *res = NULL;
+	struct stat st;
+	const char *h;
+	char *buf = NULL, *nbuf;
+	size_t len = 4096;
+	int e;
+
+	*home = NULL;
+	if ((h = secure_getenv("HOME")) == NULL || *h != '/') {
+		for (;;) {
+			if ((nbuf = realloc(buf, len)) == NULL)
+				goto out;
+			buf = nbuf;
+			e = getpwuid_r(geteuid(), &pw, buf, len, &res);
+			if (e != ERANGE || len >= 1024 * 1024)
+				break;
+			len *= 2;
+		}
+		if (res == NULL || pw.pw_dir == NULL || *pw.pw_dir != '/')
+			goto out;
+		h = pw.pw_dir;
+	}
+	if (stat(h, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    st.st_uid == geteuid())
+		*home = strdup(h);
+ out:
+	free(buf);
+	return *home != NULL;
+}
+
+/*
+ * Whether path lies below home: home's components, then at least one
+ * more, none of them "." or "..".
+ */
+static int
+below(const char *path, const char *home)
+{
+	size_t n = strlen(home);
+	const char *c;
+
+	while (n > 0 && home[n - 1] == '/')
+		n--;
+	if (n == 0 || strncmp(path, home, n) != 0 || path[n] != '/')
+		return 0;
+	for (c = path + n; *c != '\0'; ) {
+		while (*c == '/')
+			c++;
+		if ((c[0] == '.' && (c[1] == '/' || c[1] == '\0')) ||
+		    (c[0] == '.' && c[1] == '.' &&
+		    (c[2] == '/' || c[2] == '\0')))
+			return 0;
+		while (*c != '/' && *c != '\0')
+			c++;
+	}
+	return 1;
+}
+
+/*
+ * dir does not exist. OA2_OK when its parent does (the caller makes
+ * it), or when dir lies inside the effective user's home directory:
+ * then, with create, its missing parents are made 0700. Otherwise the
+ * sentence names the first missing parent.
+ */
+static int
+make_parents(const char *dir, int create, struct oa2_error *err)
+{
+	char *p, *s, *missing = NULL, *home = NULL, who[32];
+	size_t i, m;
+	int r = OA2_OK;
+
+	if ((p = strdup(dir)) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	/* the shallowest missing ancestor: cut components until one exists */
+	for (;;) {
+		struct stat st;
+
+		while ((s = strrchr(p, '/')) != NULL && s > p && s[1] == '\0')
+			*s = '\0';
+		if ((s = strrchr(p, '/')) == NULL || s == p)
+			break;		/* "/" exists */
+		while (s > p && s[-1] == '/')
+			s--;
+		*s = '\0';
+		if (stat(p, &st) == 0)
+			break;
+		if (errno != ENOENT) {
+			r = oa2_seterr(err, OA2_ERR_CACHE, "cannot examine %s "
+			    "(a parent of token cache directory %s): %s", p,
+			    dir, strerror(errno));
+			goto out;
+		}
+		free(missing);
+		if ((missing = strdup(p)) == NULL) {
+			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (missing == NULL)
+		goto out;
+	if (!home_dir(&home) || !below(dir, home)) {
+		snprintf(who, sizeof(who), "of uid %lu",
+		    (unsigned long)geteuid());
+		r = oa2_seterr(err, OA2_ERR_CACHE, "cannot create token cache "
+		    "directory %s: its parent %s does not exist (missing "
+		    "parents are created only inside the home directory %s)",
+		    dir, missing, home != NULL ? home : who);
+		goto out;
+	}
+	if (!create)
+		goto out;
+	/* missing is dir cut at a '/': make it, then each deeper parent */
+	free(p);
+	if ((p = strdup(dir)) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	m = strlen(missing);
+	for (i = m; p[i] != '\0'; i++) {
+		if (p[i] != '/' || (i > m && p[i - 1] == '/'))
+			continue;
+		p[i] = '\0';
+		if (mkdir(p, 0700) == -1 && errno != EEXIST) {
+			r = oa2_seterr(err, OA2_ERR_CACHE, "cannot create %s (a "
+			    "parent of token cache directory %s): %s", p, dir,
+			    strerror(errno));
+			goto out;
+		}
+		p[i] = '/';
+	}
+ out:
+	free(p);
+	free(missing);
+	free(home);
+	return r;
+}
+
+/*
+ * The private rule, for a private cache_dir and for a shared one's
+ * uid-N: a directory (not a symlink) owned by the effective uid, with
+ * no group or other access.
+ */
+static int
+own_dir(const char *name, const struct stat *st, struct oa2_error *err)
+{
+	if (!S_ISDIR(st->st_mode))
+		return oa2_seterr(err, OA2_ERR_CACHE,
+		    "token cache directory %s is not a directory%s", name,
+		    S_ISLNK(st->st_mode) ? " but a symbolic link" : "");
+	if (st->st_uid != geteuid())
+		return oa2_seterr(err, OA2_ERR_CACHE,
+		    "token cache directory %s is owned by uid %lu, not by "
+		    "uid %lu", name, (unsigned long)st->st_uid,
+		    (unsigned long)geteuid());
+	if ((st->st_mode & 077) != 0)
+		return oa2_seterr(err, OA2_ERR_CACHE,
+		    "token cache directory %s is accessible by group or "
+		    "others (mode %04o): run chmod 700 %s", name,
+		    (unsigned)(st->st_mode & 07777), name);
+	return OA2_OK;
+}
+
+/*
+ * Check cache directory dir as the plugin uses it (see above), and
+ * with create make what is missing: dir itself 0700 (and its parents,
+ * see make_parents), a shared dir's uid-N 0700. Without create, what
+ * would be made on first use passes.
+ */
+static int
+dir_check(const char *dir, int create, struct oa2_error *err)
+{
+	struct stat st, top;
+	char sub[32], *name = NULL;
+	int fd = -1, r;
+
+	if (lstat(dir, &st) == -1) {
+		if (errno != ENOENT)
+			return oa2_seterr(err, OA2_ERR_CACHE, "cannot examine "
+			    "token cache directory %s: %s", dir,
+			    strerror(errno));
+		if ((r = make_parents(dir, create, err)) != 0 || !create)
+			return r;
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+			return oa2_seterr(err, OA2_ERR_CACHE, "cannot create "
+			    "token cache directory %s: %s", dir,
+			    strerror(errno));
+		if (lstat(dir, &st) == -1)
+			return oa2_seterr(err, OA2_ERR_CACHE, "cannot examine "
+			    "token cache directory %s: %s", dir,
+			    strerror(errno));
+	}
+	if (!dir_shared(&st)) {
+		if ((r = own_dir(dir, &st, err)) != 0)
+			return r;
+		if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == -1)
+			return oa2_seterr(err, OA2_ERR_CACHE, "token cache "
+			    "directory %s is not writable: %s", dir,
+			    strerror(errno));
+		return OA2_OK;
+	}
+
+	/* shared: nobody but root or us may replace what lies in it */
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return oa2_seterr(err, OA2_ERR_CACHE, "token cache directory "
+		    "%s is owned by uid %lu, not by root or by uid %lu", dir,
+		    (unsigned long)st.st_uid, (unsigned long)geteuid());
+	if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)
+		return oa2_seterr(err, OA2_ERR_CACHE, "token cache directory "
+		    "%s is writable by group or others without the sticky "
+		    "bit (mode %04o): run chmod 1733 %s", dir,
+		    (unsigned)(st.st_mode & 07777), dir);
+	snprintf(sub, sizeof(sub), "uid-%lu", (unsigned long)geteuid());
+	if (asprintf(&name, "%s/%s", dir, sub) == -1) {
+		name = NULL;
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* uid-N is looked at through dir as checked, never through a link */
+	r = OA2_ERR_CACHE;
+	if ((fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) ==
+	    -1 || fstat(fd, &top) == -1) {
+		oa2_seterr(err, r, "cannot open token cache directory %s: %s",
+		    dir, strerror(errno));
+		goto out;
+	}
+	if (top.st_dev != st.st_dev || top.st_ino != st.st_ino) {
+		oa2_seterr(err, r, "token cache directory %s changed while "
+		    "it was examined", dir);
+		goto out;
+	}
+	if (create && mkdirat(fd, sub, 0700) == -1 && errno != EEXIST) {
+		oa2_seterr(err, r, "cannot create token cache directory %s: "
+		    "%s%s%s", name, strerror(errno), errno == EACCES ?
+		    "; a cache_dir shared by several users must be mode 1733: "
+		    "run chmod 1733 " : "", errno == EACCES ? dir : "");
+		goto out;
+	}
+	if (fstatat(fd, sub, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT && !create)
+			r = OA2_OK;	/* made on first use */
+		else
+			oa2_seterr(err, r, "cannot examine token cache "
+			    "directory %s: %s", name, strerror(errno));
+		goto out;
+	}
+	if ((r = own_dir(name, &st, err)) != 0)
+		goto out;
+	if (faccessat(fd, sub, W_OK | X_OK, AT_EACCESS) == -1) {
+		r = oa2_seterr(err, OA2_ERR_CACHE, "token cache directory %s "
+		    "is not writable: %s", name, strerror(errno));
+		goto out;
+	}
+	r = OA2_OK;
+ out:
+	if (fd != -1)
+		close(fd);
+	free(name);
+	return r;
+}
+
+int
+oa2_cache_check(const char *dir, struct oa2_error *err)
+{
+	return dir_check(dir, 0, err);
+}
+
+/*
+ * The cache directory must be ours alone (see dir_check); it is made
+ * on first use.
  */
 static int
 check_dir(const struct oa2_account *acct, struct oa2_error *err)
 {
-	const char *dir = acct->cache_dir;
-	struct stat st;
-
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "cannot create token cache directory %s: %s", dir,
-		    strerror(errno));
-	if (lstat(dir, &st) == -1)
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "cannot examine token cache directory %s: %s", dir,
-		    strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "token cache directory %s is not a directory%s", dir,
-		    S_ISLNK(st.st_mode) ? " but a symbolic link" : "");
-	if (st.st_uid != geteuid())
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "token cache directory %s is owned by uid %lu, not by "
-		    "uid %lu", dir, (unsigned long)st.st_uid,
-		    (unsigned long)geteuid());
-	if ((st.st_mode & 077) != 0)
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "token cache directory %s is accessible by group or "
-		    "others (mode %04o): run chmod 700 %s", dir,
-		    (unsigned)(st.st_mode & 07777), dir);
-	if (access(dir, W_OK | X_OK) == -1)
-		return oa2_seterr(err, OA2_ERR_CACHE,
-		    "token cache directory %s is not writable: %s", dir,
-		    strerror(errno));
-	return OA2_OK;
+	return dir_check(acct->cache_dir, 1, err);
 }
 
 static int
@@ -265,9 +561,14 @@ sweep(const struct oa2_account *acct)
 {
 	struct dirent *de;
 	size_t klen = strlen(acct->cache_key);
+	char *dir;
 	DIR *d;
 
-	if ((d = opendir(acct->cache_dir)) == NULL)
+	if ((dir = oa2_cache_dir(acct)) == NULL)
+		return;
+	d = opendir(dir);
+	free(dir);
+	if (d == NULL)
 		return;
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] == '.' &&
@@ -321,9 +622,7 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 	hlen = strlen(head);
 	if ((text = malloc(hlen + 1 + toklen)) == NULL ||
 	    (path = oa2_cache_file(acct)) == NULL ||
-	    asprintf(&tmp, "%s/.%s.XXXXXX", acct->cache_dir,
-	    acct->cache_key) == -1) {
-		tmp = NULL;
+	    (tmp = temp_path(acct)) == NULL) {
 		oa2_seterr(err, r, "out of memory");
 		goto out;
 	}
