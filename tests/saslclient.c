@@ -7,7 +7,7 @@
  *   saslclient [-m|--mech MECH] -u|--user USER [-z|--authzid AUTHZID]
  *              [-H|--host HOST] [-P|--port PORT] [-n|--count COUNT]
  *              [-c|--challenge BASE64] [-p|--print] [-s|--stats]
- *              [-o|--option NAME=VALUE]
+ *              [-o|--option NAME=VALUE] [-L|--plugin-path DIR]
  *
  * --print prints the initial response in base64 ("initial: ...");
  * --challenge feeds a server error challenge to the second step and
@@ -21,6 +21,8 @@
  * 1 on a SASL failure (errdetail printed), 2 on bad usage. Set
  * SASLCLIENT_DEBUG to see every SASL log line. --option answers the
  * SASL getopt callback, as an application's SASL config file would.
+ * --plugin-path answers the SASL getpath callback: the plugin directory
+ * for a setuid copy of this program, where libsasl2 ignores SASL_PATH.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,7 +35,7 @@
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
-static const char *user, *authzid, *optname, *optvalue;
+static const char *user, *authzid, *optname, *optvalue, *pluginpath;
 
 static int
 get_simple(void *ctx, int id, const char **result, unsigned *len)
@@ -53,6 +55,13 @@ getopt_cb(void *ctx, const char *plugin, const char *option,
 	*result = optvalue;
 	if (len != NULL)
 		*len = (unsigned)strlen(optvalue);
+	return SASL_OK;
+}
+
+static int
+getpath_cb(void *ctx, const char **path)
+{
+	*path = pluginpath;
 	return SASL_OK;
 }
 
@@ -111,6 +120,7 @@ static const struct option longopts[] = {
 	{ "print", no_argument, NULL, 'p' },
 	{ "stats", no_argument, NULL, 's' },
 	{ "option", required_argument, NULL, 'o' },
+	{ "plugin-path", required_argument, NULL, 'L' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -121,7 +131,7 @@ usage(void)
 	    "[--authzid AUTHZID] [--host HOST]\n"
 	    "                  [--port PORT] [--count N] "
 	    "[--challenge BASE64] [--print] [--stats]\n"
-	    "                  [--option NAME=VALUE]\n");
+	    "                  [--option NAME=VALUE] [--plugin-path DIR]\n");
 	return 2;
 }
 
@@ -133,6 +143,7 @@ main(int argc, char **argv)
 		{ SASL_CB_GETOPT, (int (*)(void))(void *)getopt_cb, NULL },
 		{ SASL_CB_USER, (int (*)(void))(void *)get_simple, NULL },
 		{ SASL_CB_AUTHNAME, (int (*)(void))(void *)get_simple, NULL },
+		{ SASL_CB_LIST_END, NULL, NULL },	/* or GETPATH */
 		{ SASL_CB_LIST_END, NULL, NULL },
 	};
 	const char *mech = "XOAUTH2", *host = "mail.example.test", *port = NULL;
@@ -144,7 +155,7 @@ main(int argc, char **argv)
 	char *end;
 	sasl_conn_t *conn;
 
-	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:pso:", longopts,
+	while ((c = getopt_long(argc, argv, "m:u:z:H:P:n:c:pso:L:", longopts,
 	    NULL)) != -1)
 		switch (c) {
 		case 'm': mech = optarg; break;
@@ -169,6 +180,11 @@ main(int argc, char **argv)
 				return usage();
 			*end = '\0';
 			optvalue = end + 1;
+			break;
+		case 'L':
+			pluginpath = optarg;
+			cbs[4].id = SASL_CB_GETPATH;
+			cbs[4].proc = (int (*)(void))(void *)getpath_cb;
 			break;
 		default: return usage();
 		}
