@@ -14,6 +14,17 @@ SYSPLUGINS="$(pkg-config --variable=libdir libsasl2 2>/dev/null || echo /usr/lib
 PLUGIN="$top_builddir/.libs/libsasl-oauth2.so"
 TOOL="$top_builddir/sasl-oauth2"
 SC="$top_builddir/tests/saslclient"
+# OA2_INSTALLED=1: test the installed Debian packages (debian/tests) —
+# the plugin in the system SASL directory, found by libsasl2's own search
+# (no SASL_PATH in the environment), the command on PATH; top_builddir
+# then only holds tests/saslclient, built by debian/tests.
+if [ -n "${OA2_INSTALLED:-}" ]; then
+	PLUGIN=$(dpkg-query -L libsasl2-modules-oauth2 2>/dev/null |
+		grep '/sasl2/libsasl-oauth2\.so$' | head -n 1) || true
+	[ -n "$PLUGIN" ] || { echo "libsasl2-modules-oauth2 is not installed"; exit 99; }
+	SYSPLUGINS=${PLUGIN%/*}
+	TOOL=$(command -v sasl-oauth2) || { echo "sasl-oauth2 is not on PATH"; exit 99; }
+fi
 
 # How to run a program that loads the plugin. A plugin built with
 # --enable-sanitizers can only be dlopen'ed by a process whose first
@@ -163,7 +174,23 @@ token_requests() { grep -c "result=${1:-ok}" "$T/tokend.log" || true; }
 # (default 1: nowhere; e2e-postfix gives it a port of its Postfix).
 start_dovecot() {
 	IMAPS_PORT=$(free_port)
+	IMAP_PORT=$(free_port)	# plaintext: STARTTLS (e2e-tunnel)
 	SUBMISSION_PORT=$(free_port)
+	# POP3 with STLS and POP3S, where dovecot-pop3d is installed
+	POP3_PORT="" POP3S_PORT="" POP3_CONF=""
+	if [ -x /usr/lib/dovecot/pop3 ]; then
+		POP3_PORT=$(free_port) POP3S_PORT=$(free_port)
+		POP3_CONF="protocols = \$protocols pop3
+service pop3-login {
+  inet_listener pop3 {
+    port = $POP3_PORT
+  }
+  inet_listener pop3s {
+    port = $POP3S_PORT
+    ssl = yes
+  }
+}"
+	fi
 	d="$T/dovecot"
 	mkdir -p "$d/run" "$d/state" "$T/mail"
 	chown nobody "$T/mail"
@@ -209,7 +236,7 @@ service imap-login {
   process_min_avail = 2
   client_limit = 1000
   inet_listener imap {
-    port = 0
+    port = $IMAP_PORT
   }
   inet_listener imaps {
     port = $IMAPS_PORT
@@ -226,10 +253,12 @@ service anvil {
     mode = 0
   }
 }
+$POP3_CONF
 CONF
 	dovecot -c "$d/dovecot.conf" || { cat "$d/log" 2>/dev/null; return 1; }
 	wait_port "$IMAPS_PORT"
 	wait_port "$SUBMISSION_PORT"
+	[ -z "$POP3S_PORT" ] || wait_port "$POP3S_PORT"
 }
 
 # The sasl-oauth2 config; extra account blocks may be given as $1.
@@ -256,9 +285,16 @@ accounts = (
 CONF
 	chmod 600 "$CONF"
 	export SASL_OAUTH2_CONF="$CONF"
-	mkdir -p "$T/plugins"
-	ln -sf "$PLUGIN" "$T/plugins/libsasl-oauth2.so"
-	export SASL_PATH="$T/plugins:$SYSPLUGINS"
+	if [ -n "${OA2_INSTALLED:-}" ]; then
+		# not exported: libsasl2's default, for a test that hands it
+		# on explicitly (e2e-postfix's import_environment)
+		unset SASL_PATH
+		SASL_PATH=$SYSPLUGINS
+	else
+		mkdir -p "$T/plugins"
+		ln -sf "$PLUGIN" "$T/plugins/libsasl-oauth2.so"
+		export SASL_PATH="$T/plugins:$SYSPLUGINS"
+	fi
 }
 
 # Everything a test needs, in one call.
