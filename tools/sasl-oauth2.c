@@ -299,32 +299,21 @@ credential_keys(const char *path, size_t n, const char **kind,
 	config_destroy(&lc);
 }
 
-/* A cache directory the plugin would refuse: say so (a warning). */
+/*
+ * A cache directory the plugin would refuse: say so (a warning). The
+ * plugin's own check (oa2_cache_check), creating nothing: a missing
+ * directory, or a shared one's missing uid-N, is made on first use.
+ */
 static const char *
 cache_dir_problem(const char *dir, char *buf, size_t len)
 {
-	struct stat st;
+	struct oa2_error err;
 
-	if (dir == NULL)
+	if (dir == NULL || oa2_cache_check(dir, &err) == 0)
 		return NULL;
-	if (lstat(dir, &st) == -1) {
-		if (errno == ENOENT)
-			return NULL;	/* created 0700 on first use */
-		snprintf(buf, len, "cache_dir %s: %s", dir, strerror(errno));
-		return buf;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(buf, len, "cache_dir %s is not a directory", dir);
-		return buf;
-	}
-	if ((st.st_mode & 077) != 0) {
-		snprintf(buf, len, "cache_dir %s is accessible by group or "
-		    "others (mode %04o): the plugin keeps tokens in memory "
-		    "only; run chmod 700 %s", dir,
-		    (unsigned)(st.st_mode & 07777), dir);
-		return buf;
-	}
-	return NULL;
+	snprintf(buf, len, "%.400s; the plugin keeps tokens in memory only",
+	    err.msg);
+	return buf;
 }
 
 static int
@@ -550,20 +539,25 @@ clear_stale(const struct oa2_config *cfg)
 {
 	struct dirent *de;
 	size_t i, j, n;
-	char *path;
+	char *path, *d;
 	DIR *dir;
 
 	for (i = 0; i < cfg->naccounts; i++) {
-		const char *d = cfg->accounts[i].cache_dir;
+		const char *cd = cfg->accounts[i].cache_dir;
 
-		if (d == NULL)
+		if (cd == NULL)
 			continue;
 		for (j = 0; j < i; j++)
 			if (cfg->accounts[j].cache_dir != NULL &&
-			    strcmp(cfg->accounts[j].cache_dir, d) == 0)
+			    strcmp(cfg->accounts[j].cache_dir, cd) == 0)
 				break;
-		if (j < i || (dir = opendir(d)) == NULL)
+		/* this user's files: a shared cache_dir's uid-N */
+		if (j < i || (d = oa2_cache_dir(&cfg->accounts[i])) == NULL)
 			continue;
+		if ((dir = opendir(d)) == NULL) {
+			free(d);
+			continue;
+		}
 		n = 0;
 		while ((de = readdir(dir)) != NULL) {
 			if (!is_cache_name(de->d_name) ||
@@ -577,6 +571,7 @@ clear_stale(const struct oa2_config *cfg)
 		if (n > 0)
 			printf("%-24s  removed %zu stale file(s) from %s\n",
 			    "(no account)", n, d);
+		free(d);
 	}
 }
 
