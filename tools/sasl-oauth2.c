@@ -351,7 +351,9 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 
 		/* A broken account: its sentence; the others still load. */
 		if (a->broken) {
-			printf("FAIL  %s  %s\n", a->match, a->load_err.msg);
+			printf("FAIL  %s  line %d: cannot be used (the reason "
+			    "is on standard error)\n", a->match, a->line);
+			warnx_("%s", a->load_err.msg);
 			continue;
 		}
 		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
@@ -395,10 +397,6 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		return EX_IOERR;
 	}
 	r = cfg->nbroken > 0 ? EX_CONFIG : EX_OK;
-	if (cfg->nbroken > 0)
-		warnx_("%zu of %zu accounts in %s cannot be used (FAIL above); "
-		    "the others work", cfg->nbroken, cfg->naccounts,
-		    cfg->path);
 	oa2_config_free(&cfg);
 	return r;
 }
