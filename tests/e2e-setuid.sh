@@ -87,7 +87,7 @@ imtest_proxied() {
 	export https_proxy
 	imtest_ok "$USER1" XOAUTH2 && _r=0 || _r=$?
 	unset https_proxy
-	return $_r
+	return "$_r"
 }
 check "imtest, a real client, logs in through https_proxy" imtest_proxied
 check "(the proxy saw its token request)" [ "$(proxied)" = $((p + 1)) ]

@@ -85,14 +85,29 @@ def redirect(conn, args, ctx):
         head = read_head(tls)
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         record(args.record, line.rsplit(" ", 1)[0])
-        body = b"<html><body>Moved</body></html>"
+        # read the request body: closing on unread data would reset
+        hdrs, _, rest = head.partition(b"\r\n\r\n")
+        length = 0
+        for h in hdrs.split(b"\r\n")[1:]:
+            k, _, v = h.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v.strip())
+        while len(rest) < length:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        # an error body of the shape Entra uses: a 3xx must not be
+        # taken for a refusal whatever it carries
+        body = b'{"error":"invalid_client","error_codes":[7000215]}'
         tls.sendall(b"HTTP/1.1 302 Found\r\nLocation: " +
                     args.location.encode() +
-                    b"\r\nContent-Type: text/html\r\nContent-Length: " +
+                    b"\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " +
                     str(len(body)).encode() +
                     b"\r\nConnection: close\r\n\r\n" + body)
         tls.close()
-    except (OSError, ssl.SSLError):
+    except (OSError, ValueError, ssl.SSLError):
         conn.close()
 
 
