@@ -34,6 +34,7 @@ static char dir[] = "/tmp/oa2-cachedir-XXXXXX";
 static char counter[300];
 static uid_t nuid;
 static gid_t ngid;
+static int child_failures;	/* a child that did not exit 0 (valgrind: 99) */
 
 int
 oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
@@ -226,8 +227,10 @@ get_as(int as_nobody, const char *home, struct oa2_account *a,
 	waitpid(pid, &st, 0);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
 	    sscanf(res->log, "%d %d %d %d", &res->r1, &res->from1, &res->r2,
-	    &res->from2) != 4)
+	    &res->from2) != 4) {
 		printf("# child failed (status %d): %s\n", st, res->log);
+		child_failures++;
+	}
 }
 
 /* Something done as nobody in a child: mkdir or symlink; 0 when done. */
@@ -548,6 +551,7 @@ main(void)
 	test_private();
 	test_parents();
 	test_check();
+	ok(child_failures == 0, "every child exited cleanly");
 
 	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
 	if (getenv("KEEP") == NULL && system(text) != 0)
