@@ -115,6 +115,50 @@ main(void)
 	    "a public file may be world-readable");
 	free(s);
 
+	/* oa2_read_file_st reports the descriptor's identity. */
+	{
+		struct stat st, st2;
+
+		ok(oa2_read_file_st(path, "CA file", 0, 100, &s, &len, &st,
+		    &err) == 0 && stat(path, &st2) == 0 &&
+		    st.st_ino == st2.st_ino && st.st_dev == st2.st_dev &&
+		    st.st_size == 5, "read_file_st: the file's stat");
+		free(s);
+
+		/* oa2_check_safe_path: the file and its directories */
+		chmod(path, 0644);
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == 0, "safe path: 0644 file, 0700 dir in /tmp");
+		st.st_mode |= 020;
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == OA2_ERR_CONFIG, "a group-writable file");
+		has_str(err.msg, "is writable by group or others (mode 0664)"
+		    ": run chmod go-w", "the sentence and the fix");
+		st.st_mode &= ~(mode_t)020;
+		chmod(dir, 0770);
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == OA2_ERR_CONFIG, "a group-writable directory");
+		has_str(err.msg, "(mode 0770): run chmod go-w", "its fix");
+		has_str(err.msg, dir, "the directory named");
+		chmod(dir, 01777);
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == 0, "a sticky directory passes");
+		chmod(dir, 0700);
+		st.st_uid = geteuid() + 1;
+		if (st.st_uid == 0)
+			st.st_uid = 1;
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == OA2_ERR_CONFIG, "another owner is refused");
+		has_str(err.msg, "not by root or by the user reading it",
+		    "said so");
+		has_str(err.msg, "run chown root", "with the chown");
+		st.st_uid = geteuid();
+		st.st_ino++;
+		ok(oa2_check_safe_path(path, &st, "configuration file",
+		    &err) == OA2_ERR_CONFIG, "a file replaced while checked");
+		has_str(err.msg, "changed while it was being checked", "said");
+	}
+
 	oa2_freezero(NULL, 10);
 	oa2_freezero_str(NULL);
 	ok(1, "NULL accepted by the destructors");
