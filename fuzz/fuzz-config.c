@@ -137,6 +137,16 @@ check_loaded(struct oa2_config *cfg)
 	for (i = 0; i < cfg->naccounts; i++) {
 		struct oa2_account *a = &cfg->accounts[i];
 
+		/* A broken account: its sentence, no credential, matched. */
+		if (a->broken) {
+			fuzz_assert(a->match != NULL && a->cache_key[0] == '\0' &&
+			    a->client_secret == NULL && a->cert == NULL);
+			fuzz_assert(a->load_err.code == OA2_ERR_CONFIG ||
+			    a->load_err.code == OA2_ERR_CREDENTIAL);
+			fuzz_check_sentence(&a->load_err, a->load_err.code);
+			no_secret(a->load_err.msg);
+			goto matched;
+		}
 		fuzz_assert(a->match != NULL && a->authority != NULL &&
 		    a->tenant != NULL && a->client_id != NULL &&
 		    a->scope != NULL && a->token_url != NULL);
@@ -157,6 +167,7 @@ check_loaded(struct oa2_config *cfg)
 			    a->cert != NULL && a->client_secret == NULL &&
 			    (a->assertion_alg == OA2_ALG_PS256 ||
 			    a->assertion_alg == OA2_ALG_RS256));
+	matched:
 		/*
 		 * Its own match finds it: exactly, or through a mailbox
 		 * with a blank local part (no exact match can hold one).
