@@ -6,10 +6,21 @@
 #define OA2_WIRE_H
 
 #include <stddef.h>
+#include "error.h"
+
+/*
+ * A value that goes into a SASL response (what: "mailbox", "server
+ * name", ...) must hold no control character (0x00-0x1f, 0x7f): \001
+ * separates the fields, so one in a mailbox could add an
+ * "auth=Bearer" of the caller's choosing. OA2_OK, or OA2_ERR_CONFIG
+ * with a sentence showing the value sanitised.
+ */
+int oa2_wire_check(const char *what, const char *s, struct oa2_error *err);
 
 /*
  * "user=M\1auth=Bearer T\1\1". *out is a new buffer holding the token:
- * free with oa2_freezero(*out, *outlen). Returns OA2_OK or OA2_ERR_NOMEM.
+ * free with oa2_freezero(*out, *outlen). Returns OA2_OK, OA2_ERR_NOMEM, or
+ * OA2_ERR_CONFIG when user or token holds a control character.
  */
 int oa2_xoauth2_response(const char *user, const char *token,
     char **out, size_t *outlen);
@@ -17,7 +28,8 @@ int oa2_xoauth2_response(const char *user, const char *token,
 /*
  * RFC 7628: "n,a=Z,\1host=H\1port=P\1auth=Bearer T\1\1" with '=' and ','
  * in the authzid escaped; host and port are left out when NULL or "".
- * Ownership as for oa2_xoauth2_response.
+ * Ownership and errors as for oa2_xoauth2_response (any of the four
+ * fields with a control character: OA2_ERR_CONFIG).
  */
 int oa2_oauthbearer_response(const char *authzid, const char *host,
     const char *port, const char *token, char **out, size_t *outlen);

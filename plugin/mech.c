@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdarg.h>
@@ -30,18 +31,42 @@
 #define MECH_XOAUTH2		1
 #define MECH_OAUTHBEARER	2
 
+/*
+ * A loaded configuration and the number of connections using it. A
+ * connection holds it from its first step to its disposal, so that a
+ * reload by another thread never frees what a login is still using,
+ * and no lock is held while a token is fetched.
+ */
+struct loaded {
+	struct oa2_config	*cfg;
+	unsigned		users;
+};
+
+/* Who a file is, to tell whether it changed since we last read it. */
+struct file_id {
+	int			valid;
+	dev_t			dev;
+	ino_t			ino;
+	off_t			size;
+	struct timespec		mtime;
+};
+
 /* Shared by both mechanisms and every connection of the process. */
 static struct {
-	pthread_mutex_t		lock;
+	pthread_mutex_t		lock;		/* guards this struct only */
 	int			refs;		/* one per mechanism in use */
 	char			*path;
-	struct oa2_config	*cfg;
-	struct oa2_error	load_err;	/* why cfg is NULL */
-} plugin = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, { 0, "" } };
+	struct loaded		*cur;		/* NULL: no usable config */
+	struct oa2_error	load_err;	/* why cur is NULL */
+	struct file_id		failed;		/* the file that failed to load */
+} plugin = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, { 0, "" },
+    { 0, 0, 0, 0, { 0, 0 } } };
 
 struct mech_context {
 	int	kind;			/* MECH_* */
 	int	state;
+	struct loaded *ld;		/* held from step 0 to dispose */
+	struct oa2_account *acct;	/* in ld->cfg */
 	char	*mailbox;		/* for forgetting a refused token */
 	char	*token;			/* the token we sent; a secret */
 	char	*out;			/* the last response; a secret */
@@ -62,13 +87,14 @@ log_to_sasl(void *ctx, int level, const char *msg)
 	utils->log(utils->conn, sasl_level[level], "sasl-oauth2: %s", msg);
 }
 
+/* A log sink at cfg's level (info without a configuration). */
 static struct oa2_log
-make_log(const sasl_utils_t *utils)
+make_log(const sasl_utils_t *utils, const struct oa2_config *cfg)
 {
 	struct oa2_log lg = { log_to_sasl, (void *)utils, OA2_LOG_INFO };
 
-	if (plugin.cfg != NULL)
-		lg.level = plugin.cfg->log_level;
+	if (cfg != NULL)
+		lg.level = cfg->log_level;
 	return lg;
 }
 
@@ -103,27 +129,92 @@ sasl_code(int oa2)
 	}
 }
 
+static void
+file_id_get(const char *path, struct file_id *id)
+{
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (stat(path, &st) == -1)
+		return;
+	id->valid = 1;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime = st.st_mtim;
+}
+
+static int
+file_id_same(const struct file_id *a, const struct file_id *b)
+{
+	return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino &&
+	    a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+	    a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Drop a connection's hold on l; free it when it is no longer current. */
+static void
+loaded_release(struct loaded *l)
+{
+	if (l == NULL)
+		return;
+	if (--l->users == 0 && l != plugin.cur) {
+		oa2_config_free(&l->cfg);
+		free(l);
+	}
+}
+
+/* Make cfg the current configuration. */
+static int
+loaded_replace(struct oa2_config *cfg)
+{
+	struct loaded *l, *old = plugin.cur;
+
+	if (cfg != NULL) {
+		if ((l = calloc(1, sizeof(*l))) == NULL)
+			return -1;
+		l->cfg = cfg;
+	} else
+		l = NULL;
+	plugin.cur = l;
+	if (old != NULL && old->users == 0) {
+		oa2_config_free(&old->cfg);
+		free(old);
+	}
+	return 0;
+}
+
 /*
  * (Re)load the configuration: at init, and later only when the file is
  * readable and has changed (inside a chroot it is not, and the copy
- * read at init stays). Called with plugin.lock held.
+ * read at init stays). A file that failed to load is not read again
+ * until it changes: its error is reported (or the configuration loaded
+ * before is kept) without parsing it on every login. Called with
+ * plugin.lock held.
  */
 static void
 config_refresh(const sasl_utils_t *utils, int init)
 {
 	struct oa2_config *cfg = NULL;
-	struct oa2_log lg = make_log(utils);
+	struct oa2_log lg = make_log(utils, plugin.cur ? plugin.cur->cfg :
+	    NULL);
 	struct oa2_error err;
+	struct file_id id;
 
-	if (!init && plugin.cfg != NULL && oa2_config_changed(plugin.cfg) != 1)
+	if (!init && plugin.cur != NULL &&
+	    oa2_config_changed(plugin.cur->cfg) != 1)
 		return;
-	if (!init && plugin.cfg == NULL && access(plugin.path, R_OK) == -1)
+	if (!init && plugin.cur == NULL && access(plugin.path, R_OK) == -1)
+		return;
+	file_id_get(plugin.path, &id);
+	if (!init && file_id_same(&id, &plugin.failed))
 		return;
 	if (oa2_config_load(plugin.path, &lg, &cfg, &err) != 0) {
-		if (plugin.cfg != NULL) {
+		plugin.failed = id;
+		if (plugin.cur != NULL) {
 			oa2_log(&lg, OA2_LOG_ERROR, "%s; keeping the "
-			    "configuration loaded before", err.msg);
-			/* do not retry on every login: note the new file */
+			    "configuration loaded before until the file "
+			    "changes again", err.msg);
 			return;
 		}
 		plugin.load_err = err;
@@ -131,8 +222,12 @@ config_refresh(const sasl_utils_t *utils, int init)
 			oa2_log(&lg, OA2_LOG_WARNING, "%s", err.msg);
 		return;
 	}
-	oa2_config_free(&plugin.cfg);
-	plugin.cfg = cfg;
+	if (loaded_replace(cfg) != 0) {
+		oa2_config_free(&cfg);
+		oa2_seterr(&plugin.load_err, OA2_ERR_NOMEM, "out of memory");
+		return;
+	}
+	memset(&plugin.failed, 0, sizeof(plugin.failed));
 	oa2_clearerr(&plugin.load_err);
 	lg.level = cfg->log_level;
 	oa2_log(&lg, OA2_LOG_DEBUG, "loaded %s: %zu account(s)", plugin.path,
@@ -156,8 +251,19 @@ get_value(sasl_client_params_t *params, sasl_interact_t *prompts,
 		}
 	r = params->utils->getcallback(params->utils->conn, id,
 	    (sasl_callback_ft *)&cb, &cbctx);
-	if (r == SASL_OK && cb != NULL)
-		return cb(cbctx, (int)id, out, NULL);
+	if (r == SASL_OK && cb != NULL) {
+		/*
+		 * A callback that cannot answer gives no value: a program
+		 * given only an authorization id (sasl-sample-client -u)
+		 * fails its authentication-name callback, and that id is
+		 * then the mailbox.
+		 */
+		if ((r = cb(cbctx, (int)id, out, NULL)) == SASL_FAIL) {
+			*out = NULL;
+			r = SASL_OK;
+		}
+		return r;
+	}
 	return r == SASL_FAIL ? SASL_OK : r;	/* no callback: no value */
 }
 
@@ -187,6 +293,17 @@ make_prompts(sasl_client_params_t *params, sasl_interact_t **prompt_need,
 	}
 	p->id = SASL_CB_LIST_END;
 	return SASL_INTERACT;
+}
+
+/* Refuse a value with a control character before it goes anywhere. */
+static int
+check_field(const sasl_utils_t *utils, const char *what, const char *value)
+{
+	struct oa2_error err;
+
+	if (oa2_wire_check(what, value, &err) != 0)
+		return fail(utils, SASL_BADPARAM, "%s", err.msg);
+	return SASL_OK;
 }
 
 /* Set oparams' user and authid the way every Cyrus client plugin does. */
@@ -227,6 +344,10 @@ get_mailbox(sasl_client_params_t *params, sasl_interact_t **prompt_need,
 			    "give the mailbox as the login name");
 		authid = authzid;
 	}
+	if ((r = check_field(utils, "mailbox", authid)) != SASL_OK ||
+	    (authzid != NULL && (r = check_field(utils, "authorization id",
+	    authzid)) != SASL_OK))
+		return r;
 	if (authzid != NULL && *authzid != '\0' &&
 	    strcmp(authzid, authid) != 0) {
 		if ((r = params->canon_user(utils->conn, authzid, 0,
@@ -269,57 +390,70 @@ first_step(struct mech_context *c, sasl_client_params_t *params,
 	struct oa2_account *acct;
 	struct oa2_error err;
 	struct oa2_log lg;
+	const char *port = remote_port(params);
 	char *out = NULL;
 	size_t outlen = 0;
 	int r;
 
 	if ((r = get_mailbox(params, prompt_need, oparams)) != SASL_OK)
 		return r;
+	free(c->mailbox);
 	if ((c->mailbox = strndup(oparams->user, oparams->ulen)) == NULL)
 		return SASL_NOMEM;
+	if ((r = check_field(utils, "mailbox", c->mailbox)) != SASL_OK ||
+	    (r = check_field(utils, "server name", params->serverFQDN)) !=
+	    SASL_OK || (r = check_field(utils, "port", port)) != SASL_OK)
+		return r;
 
+	/* Only the choice of configuration is made under the lock. */
 	pthread_mutex_lock(&plugin.lock);
 	config_refresh(utils, 0);
-	lg = make_log(utils);
-	if (plugin.cfg == NULL) {
-		r = fail(utils, SASL_FAIL, "%s", plugin.load_err.msg);
-		goto out;
+	if (plugin.cur == NULL) {
+		err = plugin.load_err;
+		pthread_mutex_unlock(&plugin.lock);
+		return fail(utils, SASL_FAIL, "%s", err.msg);
 	}
-	if ((acct = oa2_config_match(plugin.cfg, c->mailbox)) == NULL) {
-		r = fail(utils, SASL_NOUSER, "no account in %s matches mailbox "
-		    "%s: add one with match = \"%s\", \"*@domain\" or \"*\"",
-		    plugin.path, c->mailbox, c->mailbox);
-		goto out;
-	}
-	if ((r = oa2_token_get(acct, &lg, &tok, NULL, &err)) != 0) {
-		r = fail(utils, sasl_code(r), "no token for %s (account %s): "
-		    "%s", c->mailbox, acct->match, err.msg);
-		goto out;
-	}
+	if (c->ld != NULL)		/* a step 0 repeated after a failure */
+		loaded_release(c->ld);
+	c->ld = plugin.cur;
+	c->ld->users++;
+	pthread_mutex_unlock(&plugin.lock);
+
+	lg = make_log(utils, c->ld->cfg);
+	if ((acct = oa2_config_match(c->ld->cfg, c->mailbox)) == NULL)
+		return fail(utils, SASL_NOUSER, "no account in %s matches "
+		    "mailbox %s: add one with match = \"%s\", \"*@domain\" or "
+		    "\"*\"", c->ld->cfg->path, c->mailbox, c->mailbox);
+	if (acct->broken)
+		return fail(utils, SASL_FAIL, "no token for %s (account %s): "
+		    "%s", c->mailbox, acct->match, acct->load_err.msg);
+	if ((r = oa2_token_get(acct, &lg, &tok, NULL, &err)) != 0)
+		return fail(utils, sasl_code(r), "no token for %s (account "
+		    "%s): %s", c->mailbox, acct->match, err.msg);
 	if (c->kind == MECH_XOAUTH2)
 		r = oa2_xoauth2_response(c->mailbox, tok.access_token, &out,
 		    &outlen);
 	else
 		r = oa2_oauthbearer_response(c->mailbox, params->serverFQDN,
-		    remote_port(params), tok.access_token, &out, &outlen);
+		    port, tok.access_token, &out, &outlen);
 	if (r != 0) {
-		r = SASL_NOMEM;
-		goto out;
+		oa2_token_clear(&tok);
+		return r == OA2_ERR_NOMEM ? SASL_NOMEM : fail(utils,
+		    SASL_BADPARAM, "cannot build the %s response for %s",
+		    c->kind == MECH_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
+		    c->mailbox);
 	}
 	oa2_log(&lg, OA2_LOG_DEBUG, "sending a %s response for %s (account "
 	    "%s)", c->kind == MECH_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
 	    c->mailbox, acct->match);
+	c->acct = acct;
 	c->token = tok.access_token;
 	tok.access_token = NULL;	/* transferred */
 	set_out(c, out, outlen);
 	*clientout = c->out;
 	*clientoutlen = (unsigned)c->outlen;
 	c->state = 1;
-	r = SASL_CONTINUE;
- out:
-	pthread_mutex_unlock(&plugin.lock);
-	oa2_token_clear(&tok);
-	return r;
+	return SASL_CONTINUE;
 }
 
 /* The server sent an error challenge: forget the token, answer, report. */
@@ -329,17 +463,12 @@ refused(struct mech_context *c, sasl_client_params_t *params,
     unsigned *clientoutlen)
 {
 	const sasl_utils_t *utils = params->utils;
-	struct oa2_account *acct;
-	struct oa2_log lg;
+	struct oa2_log lg = make_log(utils, c->ld->cfg);
 	char why[256], *ans;
+	long kept;
 
 	oa2_challenge_describe(in, inlen, why, sizeof(why));
-	pthread_mutex_lock(&plugin.lock);
-	lg = make_log(utils);
-	if (plugin.cfg != NULL &&
-	    (acct = oa2_config_match(plugin.cfg, c->mailbox)) != NULL)
-		oa2_token_forget(acct, &lg, c->token);
-	pthread_mutex_unlock(&plugin.lock);
+	kept = oa2_token_forget(c->acct, &lg, c->token);
 
 	if ((ans = strdup(c->kind == MECH_XOAUTH2 ? "" : "\001")) == NULL)
 		return SASL_NOMEM;
@@ -347,9 +476,17 @@ refused(struct mech_context *c, sasl_client_params_t *params,
 	*clientout = c->out;
 	*clientoutlen = (unsigned)c->outlen;
 	c->state = 2;
-	fail(utils, SASL_BADAUTH, "the server rejected the token for %s "
-	    "(%s); the cached token was dropped and the next attempt fetches "
-	    "a new one", c->mailbox, why);
+	if (kept > 0)
+		fail(utils, SASL_BADAUTH, "the server rejected the token for %s "
+		    "(%s), though it came fresh from the token endpoint: a new "
+		    "one would be refused alike, so none is asked for in the "
+		    "next %ld s (failure_backoff); the server must accept this "
+		    "application (permissions, SMTP AUTH)", c->mailbox, why,
+		    kept);
+	else
+		fail(utils, SASL_BADAUTH, "the server rejected the token for "
+		    "%s (%s); the cached token was dropped and the next "
+		    "attempt fetches a new one", c->mailbox, why);
 	return SASL_CONTINUE;
 }
 
@@ -413,6 +550,11 @@ mech_dispose(void *conn_context, const sasl_utils_t *utils)
 	oa2_freezero(c->out, c->outlen);
 	oa2_freezero_str(&c->token);
 	free(c->mailbox);
+	if (c->ld != NULL) {
+		pthread_mutex_lock(&plugin.lock);
+		loaded_release(c->ld);
+		pthread_mutex_unlock(&plugin.lock);
+	}
 	utils->free(c);
 }
 
@@ -421,7 +563,9 @@ mech_free(void *glob, const sasl_utils_t *utils)
 {
 	pthread_mutex_lock(&plugin.lock);
 	if (plugin.refs > 0 && --plugin.refs == 0) {
-		oa2_config_free(&plugin.cfg);
+		/* a connection not yet disposed frees it when it is */
+		(void)loaded_replace(NULL);
+		memset(&plugin.failed, 0, sizeof(plugin.failed));
 		free(plugin.path);
 		plugin.path = NULL;
 		curl_global_cleanup();

@@ -42,6 +42,31 @@ concat(char **out, size_t *outlen, const char *const *parts)
 	return OA2_OK;
 }
 
+/* The first control character (0x00-0x1f, 0x7f) in s, or NULL. */
+static const char *
+control_char(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return s;
+	return NULL;
+}
+
+int
+oa2_wire_check(const char *what, const char *s, struct oa2_error *err)
+{
+	char shown[128];
+	const char *c;
+
+	if (s == NULL || (c = control_char(s)) == NULL)
+		return OA2_OK;
+	oa2_sanitize(shown, sizeof(shown), s, strlen(s), 100);
+	return oa2_seterr(err, OA2_ERR_CONFIG, "the %s \"%s\" holds a control "
+	    "character (0x%02x at offset %zu): refused, since it could add "
+	    "fields to the SASL response", what, shown, (unsigned char)*c,
+	    (size_t)(c - s));
+}
+
 int
 oa2_xoauth2_response(const char *user, const char *token, char **out,
     size_t *outlen)
@@ -50,6 +75,10 @@ oa2_xoauth2_response(const char *user, const char *token, char **out,
 		"user=", user, "\001auth=Bearer ", token, "\001\001", NULL
 	};
 
+	*out = NULL;
+	*outlen = 0;
+	if (control_char(user) != NULL || control_char(token) != NULL)
+		return OA2_ERR_CONFIG;
 	return concat(out, outlen, parts);
 }
 
@@ -83,6 +112,10 @@ oa2_oauthbearer_response(const char *authzid, const char *host,
 
 	*out = NULL;
 	*outlen = 0;
+	if (control_char(authzid) != NULL || control_char(token) != NULL ||
+	    (has_host && control_char(host) != NULL) ||
+	    (has_port && control_char(port) != NULL))
+		return OA2_ERR_CONFIG;
 	if ((a = gs2_escape(authzid)) == NULL)
 		return OA2_ERR_NOMEM;
 	{

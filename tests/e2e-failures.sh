@@ -98,6 +98,44 @@ expect_error "a world-readable secret file is refused with file:line: key" \
 	"$CONF:14: client_secret_file: secret file $T/etc/contoso.secret is accessible by group or others"
 chmod 600 "$T/etc/contoso.secret"
 
+# Control characters in the mailbox, server name or port are refused
+# before any token is fetched: \001 would add an "auth=Bearer" field of
+# the caller's choosing to the response (issue 10, item 3).
+n=$(token_requests)
+inject=$(printf 'victim@contoso.com\001auth=Bearer ATTACKER\001\001')
+for m in XOAUTH2 OAUTHBEARER; do
+	if saslclient -m "$m" -p -u "$inject" > "$T/sc.out" 2>&1; then
+		fail "$m: a mailbox with \\001 is refused"; else
+		check "$m: a mailbox with \\001 is refused with a sentence" \
+			grep -q 'mailbox .* holds a control character (0x01 at offset 18)' "$T/sc.out"; fi
+	check "$m: and no response was sent" sh -c "! grep -q '^initial:' '$T/sc.out'"
+done
+if saslclient -m OAUTHBEARER -u "$USER1" -z "$inject" > "$T/sc.out" 2>&1; then
+	fail "an authorization id with \\001 is refused"; else
+	check "an authorization id with \\001 is refused" grep -q 'holds a control character' "$T/sc.out"; fi
+if saslclient -m OAUTHBEARER -u "$USER1" -H "$(printf 'mail.example.test\001auth=Bearer X')" > "$T/sc.out" 2>&1; then
+	fail "a server name with \\001 is refused"; else
+	check "a server name with \\001 is refused" grep -q 'server name .* holds a control character' "$T/sc.out"; fi
+# (libsasl2 itself refuses such an ipremoteport; test-wire covers ours)
+saslclient -m OAUTHBEARER -p -u "$USER1" -P "$(printf '143\001auth=Bearer X')" > "$T/sc.out" 2>&1 || true
+check "a port with \\001 sends no response" sh -c "! grep -q '^initial:' '$T/sc.out'"
+if saslclient -m XOAUTH2 -u "$(printf 'bob@contoso.com\r\n')" > "$T/sc.out" 2>&1; then
+	fail "a mailbox with CR LF is refused"; else
+	check "a mailbox with CR LF is refused" grep -q 'holds a control character (0x0d' "$T/sc.out"; fi
+check "no token was requested for any of them" [ "$(token_requests)" = "$n" ]
+
+# A program that gives only an authorization id (sasl-sample-client -u)
+# logs in as that mailbox: its authentication-name callback fails, and
+# that is no value, not an error (issue 11).
+# shellcheck disable=SC2086
+if command -v sasl-sample-client > /dev/null 2>&1; then
+	printf 'S: %s\n' "$(printf XOAUTH2 | base64)" |
+		timeout $((20 * SLOW)) $WRAP sasl-sample-client -m XOAUTH2 -u "$USER1" > "$T/sample.out" 2>&1 || true
+	sed -n 's/^C: //p' "$T/sample.out" | head -n 1 | base64 -d 2>/dev/null | tr '\001' '\n' > "$T/sample.resp" || true
+	check "sasl-sample-client -u MAILBOX sends an XOAUTH2 response for that mailbox" \
+		grep -qx "user=$USER1" "$T/sample.resp"
+fi
+
 check "the secret appears in no output" \
 	sh -c "! grep -rqF -- '$SECRET' '$T/sc.out' '$T/imtest.out' '$T/mbsync.out' '$T/dovecot/log' '$T/tokend.log'"
 finish

@@ -334,6 +334,14 @@ expect clearnouser 67 err "no account in $CONF matches mailbox nobody@nowhere.te
 run cachebad cache frob
 expect cachebad 64 err "cache takes list or clear" "cache with a wrong verb: 64"
 
+# a mailbox with a control character (issue 10, item 3): refused, no request
+n=$(token_requests)
+run tokctl token "$(printf 'victim@contoso.com\001auth=Bearer X')"
+expect tokctl 65 err 'holds a control character (0x01 at offset 18)' "token: a mailbox with \\001 is refused, 65"
+run testctl test --no-login "$(printf 'bob@contoso.com\r')"
+expect testctl 65 err 'holds a control character (0x0d' "test: a mailbox with CR is refused, 65"
+check "and no token was requested for them" [ "$(token_requests)" = "$n" ]
+
 # --- no secret anywhere -----------------------------------------------
 check "the secret appears in no output" sh -c "! grep -rqF -- '$SECRET' '$O'"
 check "no token in any output but token's stdout" \

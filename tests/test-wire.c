@@ -68,6 +68,47 @@ main(void)
 	    "authzid escaped, host and port left out");
 	oa2_freezero(out, len);
 
+	/* Control characters (issue 10, item 3): refused, never sent. */
+	{
+		static const struct {
+			const char *user, *host, *port, *token;
+		} bad[] = {
+			{ "v@contoso.com\001auth=Bearer A\001\001", "h", "143", "T" },
+			{ "v@contoso.com", "h\001auth=Bearer A", "143", "T" },
+			{ "v@contoso.com", "h", "143\001auth=Bearer A", "T" },
+			{ "v@contoso.com\r\n", "h", "143", "T" },
+			{ "v@contoso.com\177", "h", "143", "T" },
+			{ "v@contoso.com", "h", "143", "T\001" },
+		};
+		struct oa2_error err;
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			out = (char *)1;
+			ok(oa2_oauthbearer_response(bad[i].user, bad[i].host,
+			    bad[i].port, bad[i].token, &out, &len) ==
+			    OA2_ERR_CONFIG && out == NULL,
+			    "oauthbearer refuses a control character");
+		}
+		for (i = 0; i < 6; i++) {
+			if (i == 1 || i == 2)
+				continue;
+			out = (char *)1;
+			ok(oa2_xoauth2_response(bad[i].user, bad[i].token, &out,
+			    &len) == OA2_ERR_CONFIG && out == NULL,
+			    "xoauth2 refuses a control character");
+		}
+		ok(oa2_wire_check("mailbox", "v@contoso.com\001x", &err) ==
+		    OA2_ERR_CONFIG, "wire_check: \\001 refused");
+		is_str(err.msg, "the mailbox \"v@contoso.com?x\" holds a "
+		    "control character (0x01 at offset 13): refused, since it "
+		    "could add fields to the SASL response",
+		    "wire_check: the sentence, value sanitised");
+		ok(oa2_wire_check("mailbox", "j\303\274rgen@example.com",
+		    &err) == OA2_OK, "wire_check: UTF-8 is fine");
+		ok(oa2_wire_check("port", NULL, &err) == OA2_OK,
+		    "wire_check: no value is fine");
+	}
+
 	for (i = 0; i < sizeof(challenges) / sizeof(challenges[0]); i++) {
 		oa2_challenge_describe(challenges[i].json,
 		    strlen(challenges[i].json), buf, sizeof(buf));

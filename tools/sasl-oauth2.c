@@ -1465,6 +1465,16 @@ dispatch(int ac, char **av)
 		warnx_("cannot initialise libcurl");
 		return EX_SOFTWARE;
 	}
+	/* a mailbox with a control character could add SASL fields */
+	if ((strcmp(cmd, "token") == 0 || strcmp(cmd, "test") == 0) &&
+	    nargs == 1) {
+		struct oa2_error werr;
+
+		if (oa2_wire_check("mailbox", av[optind], &werr) != 0) {
+			warnx_("%s", werr.msg);
+			return EX_DATAERR;
+		}
+	}
 	if (strcmp(cmd, "check-config") == 0) {
 		if (nargs != 0)
 			return usage("check-config takes no arguments");
