@@ -330,9 +330,14 @@ oa2_http_post(const struct oa2_http_request *req,
 		ca.data = (void *)req->ca_data;
 		ca.len = req->ca_len;
 		ca.flags = CURL_BLOB_NOCOPY;
-		/* never fall back silently to a wider set of trusted CAs */
+		/*
+		 * never fall back silently to a wider set of trusted CAs:
+		 * the blob replaces libcurl's CA file, and its CA directory
+		 * (Debian: /etc/ssl/certs, looked up beside the blob) goes
+		 */
 		if (curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca) !=
-		    CURLE_OK) {
+		    CURLE_OK ||
+		    curl_easy_setopt(curl, CURLOPT_CAPATH, NULL) != CURLE_OK) {
 			r = oa2_seterr(err, OA2_ERR_INTERNAL, "this libcurl "
 			    "cannot take a CA bundle from memory (ca_file)");
 			goto out;
