@@ -24,6 +24,7 @@
 
 #include "cache.h"
 #include "conf.h"
+#include "http.h"
 #include "mech.h"
 #include "secret.h"
 #include "wire.h"
@@ -568,7 +569,7 @@ mech_free(void *glob, const sasl_utils_t *utils)
 		memset(&plugin.failed, 0, sizeof(plugin.failed));
 		free(plugin.path);
 		plugin.path = NULL;
-		curl_global_cleanup();
+		oa2_http_global_cleanup();
 	}
 	pthread_mutex_unlock(&plugin.lock);
 }
@@ -606,15 +607,18 @@ oa2_mech_init(const sasl_utils_t *utils, sasl_client_plug_t **pluglist,
 
 	pthread_mutex_lock(&plugin.lock);
 	if (plugin.refs == 0) {
-		/* Reference counted and thread-safe in libcurl >= 7.84. */
-		curl_global_init(CURL_GLOBAL_DEFAULT);
+		/*
+		 * Reference counted and thread-safe in libcurl >= 7.84;
+		 * skipped in a setuid host with SSLKEYLOGFILE set.
+		 */
+		(void)oa2_http_global_init();
 		if (utils->getopt != NULL && utils->getopt(
 		    utils->getopt_context, "XOAUTH2", "oauth2_config", &opt,
 		    &optlen) != SASL_OK)
 			opt = NULL;
 		plugin.path = strdup(oa2_config_path(opt));
 		if (plugin.path == NULL) {
-			curl_global_cleanup();
+			oa2_http_global_cleanup();
 			pthread_mutex_unlock(&plugin.lock);
 			return SASL_NOMEM;
 		}

@@ -16,8 +16,8 @@ PKGS="
 	build-essential autoconf automake libtool pkg-config
 	libsasl2-dev libssl-dev libcurl4-openssl-dev libconfig-dev libjansson-dev
 	libsasl2-2 libsasl2-modules sasl2-bin
-	dovecot-core dovecot-imapd dovecot-submissiond postfix
-	cyrus-clients isync curl
+	dovecot-core dovecot-imapd dovecot-submissiond dovecot-pop3d postfix
+	cyrus-clients isync curl fetchmail mutt neomutt tmux
 	python3 python3-cryptography openssl ca-certificates
 	valgrind procps clang groff-base
 "

@@ -47,23 +47,28 @@ tokend_mode token_type_mac
 expect_error "a token that is not Bearer" "token_type other than Bearer"
 tokend_mode hang
 sed -i 's/timeout = [0-9]*;/timeout = 2;/' "$CONF"
-start=$(date +%s)
+start=$(date +%s%N)
 expect_error "an endpoint that never answers: bounded by timeout" \
 	"no answer from the token endpoint 127.0.0.1:$TOKEND_PORT within 2 seconds"
-check "and within timeout + 1 s" [ $(( $(date +%s) - start )) -le $((2 + SLOW)) ]
+# the product's promise, timeout + 1 s, plus SLACK s to start saslclient (tests/lib.sh)
+check "and within timeout + 1 s" [ $(( ($(date +%s%N) - start) / 1000000 )) -le $(( (2 + 1 + SLACK) * 1000 )) ]
 tokend_mode ""
 
-# A token the server refuses: the plugin answers the challenge, drops
-# the token, and the next login fetches a new one.
+# A token the server refuses: the plugin answers the challenge; the
+# token came fresh from the endpoint, so it is kept for failure_backoff
+# seconds (issue 10, item 7); after cache clear the next login fetches
+# a new one.
 rm -rf "$T/cache"
 tokend_mode wrong_key
 if imtest_ok "$USER1" XOAUTH2; then fail "a refused token fails the login"; else
 	pass "a token refused by Dovecot fails the login cleanly"; fi
 check "imtest got a NO, not a hang or a crash" grep -q "Authentication failed" "$T/imtest.out"
-check "the refused token was dropped from the disk cache" \
-	sh -c "! ls '$T/cache'/*.token >/dev/null 2>&1"
+check "the refused token, fresh from the endpoint, stays in the disk cache" \
+	sh -c "ls '$T/cache'/*.token >/dev/null 2>&1"
 n=$(token_requests)
 tokend_mode ""
+# shellcheck disable=SC2086
+timeout $((30 * SLOW)) $VALGRIND "$TOOL" cache clear >/dev/null 2>&1 </dev/null
 if imtest_ok "$USER1" OAUTHBEARER; then pass "the next login fetches a new token and succeeds"; else
 	fail "the next login fetches a new token and succeeds"; cat "$T/imtest.out"; fi
 check "exactly one more token request" [ "$(token_requests)" = $((n + 1)) ]

@@ -35,6 +35,8 @@
 #include "secret.h"
 #include "token.h"
 #include "wire.h"
+#include "tool.h"
+#include "tunnel.h"
 
 #ifndef OA2_VERSION
 #define OA2_VERSION	PACKAGE_VERSION
@@ -47,7 +49,7 @@
 #define ROLE_SMTP	"SMTP.SendAsApp"
 #define EXPIRY_WARNING	(30 * 86400)
 
-static const char *progname = "sasl-oauth2";
+const char *progname = "sasl-oauth2";
 
 /* Options of all subcommands, set by getopt. */
 struct opts {
@@ -59,6 +61,7 @@ struct opts {
 	const char	*ca_file;	/* test --ca-file: the mail server's CA */
 	int		no_login;	/* test --no-login */
 	int		no_cache;	/* test --no-cache */
+	const char	*mech;		/* tunnel --mech */
 };
 
 /* ---- messages -------------------------------------------------------- */
@@ -97,11 +100,14 @@ usage_line(FILE *f)
 	    "                  [--ca-file FILE] [--no-login] [--no-cache]\n"
 	    "       %s thumbprint CERT\n"
 	    "       %s [-v] [-c FILE] cache list|clear [USER]\n"
+	    "       %s [-v] [-c FILE] tunnel imap|pop3 USER [HOST[:PORT]]\n"
+	    "                  [--mech XOAUTH2|OAUTHBEARER] [--ca-file FILE]\n"
 	    "       %s --help | --version\n",
-	    progname, progname, progname, progname, progname, progname);
+	    progname, progname, progname, progname, progname, progname,
+	    progname);
 }
 
-static int
+int
 usage(const char *fmt, ...)
 {
 	va_list ap;
@@ -136,6 +142,13 @@ help(void)
 	    "  cache list [USER]  cached tokens: account and expiry, never "
 	    "the token\n"
 	    "  cache clear [USER] drop cached tokens\n"
+	    "  tunnel imap|pop3 USER [HOST[:PORT]]\n"
+	    "                     log in (default outlook.office365.com:993 "
+	    "or :995;\n"
+	    "                     143 and 110: STARTTLS) and relay a "
+	    "pre-authenticated\n"
+	    "                     session on stdin/stdout (fetchmail, mutt, "
+	    "mbsync)\n"
 	    "\n"
 	    "Options:\n"
 	    "  -c, --config FILE  configuration (default: $SASL_OAUTH2_CONF "
@@ -148,8 +161,9 @@ help(void)
 	    "(STARTTLS),\n"
 	    "                     smtp:// (STARTTLS) and smtps:// select the "
 	    "mode\n"
-	    "  --ca-file FILE     test: CA bundle for the mail server's "
-	    "certificate\n"
+	    "  --ca-file FILE     test, tunnel: CA bundle for the mail "
+	    "server's certificate\n"
+	    "  --mech MECH        tunnel: XOAUTH2 (default) or OAUTHBEARER\n"
 	    "  --no-login         test: stop after the token\n"
 	    "  --no-cache         test: ask the token endpoint, bypassing the "
 	    "cache\n"
@@ -160,7 +174,7 @@ help(void)
 }
 
 /* The sysexits code for a core error code. */
-static int
+int
 exit_code(int code)
 {
 	switch (code) {
@@ -1293,7 +1307,7 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 
 enum {
 	OPT_JSON = 256, OPT_IMAP, OPT_SMTP, OPT_CA_FILE, OPT_NO_LOGIN,
-	OPT_NO_CACHE
+	OPT_NO_CACHE, OPT_MECH
 };
 
 static void
@@ -1387,6 +1401,7 @@ dispatch(int ac, char **av)
 		{ "ca-file",	required_argument,	NULL, OPT_CA_FILE },
 		{ "no-login",	no_argument,		NULL, OPT_NO_LOGIN },
 		{ "no-cache",	no_argument,		NULL, OPT_NO_CACHE },
+		{ "mech",	required_argument,	NULL, OPT_MECH },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o;
@@ -1428,6 +1443,9 @@ dispatch(int ac, char **av)
 		case OPT_NO_CACHE:
 			o.no_cache = 1;
 			break;
+		case OPT_MECH:
+			o.mech = optarg;
+			break;
 		case ':':
 			return usage("option %s needs an argument",
 			    av[optind - 1]);
@@ -1445,10 +1463,15 @@ dispatch(int ac, char **av)
 	/* Options that only some commands take. */
 	if (o.json && strcmp(cmd, "token") != 0)
 		return usage("--json goes with token");
-	if ((o.imap != NULL || o.smtp != NULL || o.ca_file != NULL ||
-	    o.no_login || o.no_cache) && strcmp(cmd, "test") != 0)
-		return usage("--imap, --smtp, --ca-file, --no-login and "
-		    "--no-cache go with test");
+	if ((o.imap != NULL || o.smtp != NULL || o.no_login ||
+	    o.no_cache) && strcmp(cmd, "test") != 0)
+		return usage("--imap, --smtp, --no-login and --no-cache go "
+		    "with test");
+	if (o.ca_file != NULL && strcmp(cmd, "test") != 0 &&
+	    strcmp(cmd, "tunnel") != 0)
+		return usage("--ca-file goes with test and tunnel");
+	if (o.mech != NULL && strcmp(cmd, "tunnel") != 0)
+		return usage("--mech goes with tunnel");
 	if (o.ca_file != NULL && access(o.ca_file, R_OK) == -1) {
 		warnx_("cannot read --ca-file %s: %s", o.ca_file,
 		    strerror(errno));
@@ -1498,6 +1521,10 @@ dispatch(int ac, char **av)
 			    "optionally a mailbox");
 		ex = cmd_cache(&o, &lg, av[optind], nargs == 2 ?
 		    av[optind + 1] : NULL);
+	} else if (strcmp(cmd, "tunnel") == 0) {
+		struct oa2_tunnel_opts to = { o.config, o.ca_file, o.mech };
+
+		ex = oa2_tunnel(&to, &lg, nargs, av + optind);
 	} else
 		return usage("unknown command \"%s\"", cmd);
 	curl_global_cleanup();
