@@ -37,12 +37,12 @@ run() {
 	set +e
 	if [ "$who" = nobody ]; then
 		# shellcheck disable=SC2086
-		timeout 60 setpriv --reuid=nobody --regid="$NGROUP" --clear-groups \
+		timeout $((60 * SLOW)) setpriv --reuid=nobody --regid="$NGROUP" --clear-groups \
 			env HOME="$N/home" $VALGRIND "$TOOL" -c "$N/n.conf" "$@" \
 			> "$O/$name.out" 2> "$O/$name.err" </dev/null
 	else
 		# shellcheck disable=SC2086
-		timeout 60 $VALGRIND "$TOOL" -c "$CONF" "$@" \
+		timeout $((60 * SLOW)) $VALGRIND "$TOOL" -c "$CONF" "$@" \
 			> "$O/$name.out" 2> "$O/$name.err" </dev/null
 	fi
 	echo $? > "$O/$name.rc"
@@ -107,6 +107,17 @@ run tpre root token "$USER1"
 expect tpre 0 out "eyJ" "uid-0 made by nobody: root still gets a token"
 check "and writes nothing into it" [ -z "$(ls -A "$S/uid-0")" ]
 check "and asked the endpoint" [ "$(token_requests)" = $((n + 1)) ]
+# a symlink uid-0 -> a directory of root's: cache clear removes nothing there
+rm -rf "$S/uid-0"
+install -d -m 700 "$T/victim"
+( umask 077; printf x > "$T/victim/0123456789abcdef0123456789abcdef.token" )
+setpriv --reuid=nobody --regid="$NGROUP" --clear-groups ln -s "$T/victim" "$S/uid-0"
+run rcsym root cache clear
+expect rcsym 77 err "$S/uid-0 is not a directory but a symbolic link: not clearing it" \
+	"cache clear: a symlinked uid-0 is refused, with the cause"
+check "cache clear: nothing removed through the link" \
+	[ -f "$T/victim/0123456789abcdef0123456789abcdef.token" ]
+rm -f "$S/uid-0"
 chmod 0777 "$S"
 run ccopen nobody check-config
 expect ccopen 0 out "$S is writable by group or others without the sticky bit (mode 0777): run chmod 1733 $S" \

@@ -549,6 +549,7 @@ is_cache_name(const char *name)
 static void
 clear_stale(const struct oa2_config *cfg)
 {
+	struct oa2_error err;
 	struct dirent *de;
 	size_t i, j, n;
 	char *path, *d;
@@ -564,7 +565,8 @@ clear_stale(const struct oa2_config *cfg)
 			    strcmp(cfg->accounts[j].cache_dir, cd) == 0)
 				break;
 		/* this user's files: a shared cache_dir's uid-N */
-		if (j < i || (d = oa2_cache_dir(&cfg->accounts[i])) == NULL)
+		if (j < i || oa2_cache_check(cd, &err) != 0 ||
+		    (d = oa2_cache_dir(&cfg->accounts[i])) == NULL)
 			continue;
 		if ((dir = opendir(d)) == NULL) {
 			free(d);
@@ -642,6 +644,13 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 				    err.msg);
 				ex = EX_NOPERM;
 			}
+			free(path);
+			continue;
+		}
+		/* never through a directory the plugin would not use */
+		if (oa2_cache_check(a->cache_dir, &err) != 0) {
+			warnx_("%s: not clearing it", err.msg);
+			ex = EX_NOPERM;
 			free(path);
 			continue;
 		}
