@@ -15,6 +15,13 @@
 #   bench     make bench BENCH_FLAGS=--quick      it still runs; one result
 #   lint      groff -ww -z -man on each man page, and .RS/.RE balanced
 #             (none left open at a .SH or at the end); one result
+#   deb       dpkg-buildpackage, lintian, apt-get install of the two
+#             .debs, debian/tests against them, apt-get purge: one result
+#             per step and per test. It INSTALLS THEN PURGES the packages
+#             libsasl2-modules-oauth2 and sasl-oauth2 on this machine
+#             (as root; it leaves no file behind, which it checks), so it
+#             runs last: no other run may meet the plugin in the system
+#             SASL directory
 #
 # and ends with one line, "N passed, N failed", summed over
 # the runs from automake's .trs files. Exit status 1 when anything
@@ -22,14 +29,15 @@
 #
 # Environment: BUILDROOT (where build-plain, build-asan, build-valgrind
 # go; default the source tree), JOBS (make -j; default the CPU count),
-# RUNS (default "lint plain asan valgrind distcheck fuzz bench"), FUZZ_SECONDS
-# (default 30).
+# RUNS (default "lint plain asan valgrind distcheck fuzz bench deb"),
+# FUZZ_SECONDS (default 30), DEB_SNAPSHOT_PRUNE (more directories the
+# deb run's file lists leave out: ones other programs write meanwhile).
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 BUILDROOT=${BUILDROOT:-$src}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-RUNS=${RUNS:-lint plain asan valgrind distcheck fuzz bench}
+RUNS=${RUNS:-lint plain asan valgrind distcheck fuzz bench deb}
 VG="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q"
 passed=0 failed=0 skipped=0
 start=$(date +%s)
@@ -54,6 +62,7 @@ if [ -f "$src/config.status" ]; then
 	(cd "$src" && tar --exclude=./.git --exclude=./build-src \
 	    --exclude=./build-plain --exclude=./build-asan --exclude=./build-valgrind \
 	    --exclude=./build-distcheck --exclude=./build-fuzz --exclude=./build-bench \
+	    --exclude=./build-deb \
 	    -cf - .) | (cd "$copy" && tar -xf -)
 	(cd "$copy" && make distclean) > /dev/null 2>&1 || true
 	src=$copy
@@ -164,6 +173,93 @@ lint() {
 	fi
 }
 
+# deb: the Debian packages, end to end, on this machine (it must be
+# Debian 12, as root): dpkg-buildpackage (source and binaries) in a clean
+# copy of the tree, lintian (no E: or W: line), apt-get install of the
+# two .debs, the autopkgtest scripts of debian/tests/control run directly
+# against them, then apt-get purge and a file list of the machine
+# (outside /proc /sys /dev /run /tmp /var/tmp /var/log /var/lib/dpkg
+# /var/lib/apt /var/cache/apt, man-db's /var/cache/man, which its trigger
+# rebuilds for any package with man pages, and the build directories)
+# identical to the one taken before the install. The packages are purged
+# whatever happens (a trap), so no other run ever meets our plugin in the
+# system SASL directory: keep deb the last run. One result per step and
+# per test.
+deb() {
+	b="$BUILDROOT/build-deb"
+	say "deb: build the packages, lintian, install them, debian/tests, purge"
+	rm -rf "$b"; mkdir -p "$b/src/sasl-oauth2"
+	t0=$(date +%s)
+	debpkgs="libsasl2-modules-oauth2 sasl-oauth2"
+	if [ "$(id -u)" != 0 ] || ! command -v dpkg-buildpackage > /dev/null 2>&1 ||
+	    ! command -v lintian > /dev/null 2>&1; then
+		echo "   deb: needs root, dpkg-buildpackage and lintian (tests/deps.sh), skipped"
+		skipped=$((skipped + 1)); return
+	fi
+	for p in $debpkgs; do
+		case $(dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null || true) in
+		?[!n]*) echo "   deb: $p is already on this machine: purge it first"
+			failed=$((failed + 1)); return ;;
+		esac
+	done
+	# debstep NAME COMMAND...: one result, the command's output in NAME.log
+	debstep() {
+		_n=$1; shift
+		if "$@" > "$b/$_n.log" 2>&1; then _r=PASS; else _r=FAIL; fi
+		printf ':test-result: %s\n' "$_r" > "$b/$_n.trs"
+		[ "$_r" = PASS ]
+	}
+	# a clean copy: what git tracks (and new files it does not ignore)
+	d="$b/src/sasl-oauth2"
+	if [ -d "$src/.git" ] && command -v git > /dev/null 2>&1; then
+		(cd "$src" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf -) |
+			(cd "$d" && tar -xf -)
+	else
+		(cd "$src" && tar --exclude=./.git --exclude='./build-*' -cf - .) | (cd "$d" && tar -xf -)
+	fi
+	if ! debstep build sh -c "cd '$d' && dpkg-buildpackage -us -uc"; then
+		count "$b" "deb ($(($(date +%s) - t0)) s)"; return
+	fi
+	debstep lintian sh -c "cd '$b/src' && lintian --allow-root --fail-on none *.changes \
+		> lintian.out 2>&1; cat lintian.out; ! grep -q '^[EW]: ' lintian.out" || true
+	# the file list: everything outside what changes on its own
+	debsnap() {
+		find / \( -path /proc -o -path /sys -o -path /dev -o -path /run -o \
+		    -path /tmp -o -path /var/tmp -o -path /var/log -o -path /var/lib/dpkg -o \
+		    -path /var/lib/apt -o -path /var/cache/apt -o -path /var/cache/man -o \
+		    -path "$src" -o \
+		    -path "$BUILDROOT" ${DEB_SNAPSHOT_PRUNE:+$(printf -- ' -o -path %s' $DEB_SNAPSHOT_PRUNE)} \) \
+		    -prune -o -print 2>/dev/null | LC_ALL=C sort > "$1"
+	}
+	debsnap "$b/files.before"
+	debpurge() {
+		# shellcheck disable=SC2086
+		DEBIAN_FRONTEND=noninteractive apt-get purge -y $debpkgs
+	}
+	trap 'debpurge > /dev/null 2>&1; exit 1' INT TERM
+	trap 'debpurge > /dev/null 2>&1' EXIT
+	if debstep install sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	    --no-install-recommends '$b/src/'libsasl2-modules-oauth2_*.deb '$b/src/'sasl-oauth2_*.deb &&
+	    ls /usr/lib/*/sasl2/libsasl-oauth2.so && ! ls /usr/lib/*/sasl2/libsasl-oauth2.la 2>/dev/null &&
+	    command -v sasl-oauth2 && [ \"\$(stat -c %U:%G:%a /var/cache/sasl-oauth2)\" = root:root:1733 ]"; then
+		for t in $(sed -n 's/^Tests: *//p' "$d/debian/tests/control" | tr ',' ' '); do
+			rc=0
+			(cd "$d" && mkdir -p "$b/tmp-$t" && AUTOPKGTEST_TMP="$b/tmp-$t" \
+			    "debian/tests/$t") > "$b/autopkgtest-$t.log" 2>&1 || rc=$?
+			case $rc in 0) r=PASS ;; 77) r=SKIP ;; *) r=FAIL ;; esac
+			printf ':test-result: %s\n' "$r" > "$b/autopkgtest-$t.trs"
+		done
+	fi
+	{ debpurge; } > "$b/purge.log" 2>&1 || echo "apt-get purge failed" >> "$b/purge.log"
+	trap - EXIT INT TERM
+	debsnap "$b/files.after"
+	debstep purge sh -c "cat '$b/purge.log'; ! grep -q 'purge failed' '$b/purge.log' &&
+		! dpkg-query -W -f '\${db:Status-Abbrev}\n' $debpkgs 2>/dev/null | grep -q '^.[^n]' &&
+		echo '--- files before the install (<) and after the purge (>):' &&
+		diff '$b/files.before' '$b/files.after'" || true
+	count "$b" "deb ($(($(date +%s) - t0)) s)"
+}
+
 for r in $RUNS; do
 	case $r in
 	lint) lint ;;
@@ -212,6 +308,7 @@ for r in $RUNS; do
 		else
 			echo "   valgrind: not installed, skipped"; skipped=$((skipped + 1))
 		fi ;;
+	deb) deb ;;
 	*) echo "unknown run $r"; exit 2 ;;
 	esac
 done

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs every Debian 12 package needed to build sasl-oauth2 and to run
 # all of its tests (unit, end-to-end with Dovecot/imtest/mbsync, ASan and
-# valgrind runs, clang for the libFuzzer targets). Run as root; safe to
+# valgrind runs, clang for the libFuzzer targets, debhelper and lintian
+# for the Debian packages). Run as root; safe to
 # run again (nothing to do then, and no network needed). It starts, stops
 # and reconfigures nothing: the tests run their own Dovecot on free
 # loopback ports, so a system Dovecot (which installing dovecot-core may
@@ -20,6 +21,7 @@ PKGS="
 	cyrus-clients isync curl fetchmail mutt neomutt tmux
 	python3 python3-cryptography openssl ca-certificates
 	valgrind procps clang groff-base
+	debhelper dpkg-dev lintian
 "
 
 if [ "$(id -u)" != 0 ]; then
