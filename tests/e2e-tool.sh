@@ -294,6 +294,131 @@ expect smtpoff 77 out "likely cause: SMTP AUTH (client submission) is disabled f
 	"SMTP AUTH disabled: diagnosed, 77"
 expect smtpoff 77 out "SmtpClientAuthenticationDisabled \$false" "SMTP AUTH disabled: the fix"
 
+# --- test: what does the port speak? ----------------------------------
+# A plaintext IMAP server (it greets at once, as on port 143) named by
+# --imap HOST:PORT, which means implicit TLS: not "wrong version number"
+# and advice about the CA, but what the port speaks.
+cat > "$T/plainimap.py" <<'PY'
+import os, socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("%d\n" % srv.getsockname()[1])
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    conn, _ = srv.accept()
+    try:
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] plain IMAP ready\r\n")
+        while conn.recv(4096):
+            conn.sendall(b"* BAD what?\r\n")
+    except OSError:
+        pass
+    conn.close()
+PY
+serve plainimap "$PYTHON3" "$T/plainimap.py" "$T/plainimap.port"
+PLAIN="127.0.0.1:$SERVED_PORT"
+run plainport test "$USER1" --imap "$PLAIN" --ca-file "$T/ca.pem"
+expect plainport 69 out "likely cause: $PLAIN speaks plaintext IMAP (it greets with \"* OK [CAPABILITY IMAP4rev1 STARTTLS] plain IMAP ready\"), not implicit TLS" \
+	"test --imap at a plaintext port: says it speaks plaintext IMAP, 69"
+expect plainport 69 out "fix: for STARTTLS on this port use --imap imap://$PLAIN; for implicit TLS use port 993" \
+	"test --imap at a plaintext port: the fix names imap:// and 993"
+check "test --imap at a plaintext port: no advice about the CA" \
+	sh -c "! grep -q 'ca-file' '$O/plainport.out'"
+# Dovecot's IMAPS port (implicit TLS: it says nothing until the client's
+# TLS hello) named by --smtp HOST:PORT, which means STARTTLS.
+run tlsport test "$USER1" --smtp "$IMAP" --ca-file "$T/ca.pem"
+expect tlsport 69 out "likely cause: $IMAP speaks TLS at once (implicit TLS): it sends no SMTP greeting before the TLS handshake" \
+	"test --smtp at an implicit-TLS port: says it speaks TLS at once, 69"
+expect tlsport 69 out "fix: use --smtp smtps://$IMAP, or port 587 for STARTTLS" \
+	"test --smtp at an implicit-TLS port: the fix names smtps://"
+check "test --smtp at an implicit-TLS port: not \"cannot be reached\"" \
+	sh -c "! grep -q 'cannot be reached' '$O/tlsport.out'"
+# The submission port (SMTP) named by --imap imap://: another protocol.
+run smtpforimap test "$USER1" --imap "imap://$SMTP" --ca-file "$T/ca.pem"
+expect smtpforimap 69 out "likely cause: $SMTP is not an IMAP server: it greets with \"220 mail.contoso.test" \
+	"test --imap at an SMTP port: names the protocol it found"
+
+# --- the error sentence goes to syslog when stderr is not a terminal --
+# In a mount namespace whose /dev is ours: the null and random devices,
+# and a datagram socket at /dev/log that records what it receives.
+cat > "$T/syslogd.py" <<'PY'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write("0\n")
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+with open(sys.argv[3], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536) + b"\n")
+PY
+mkdir -p "$T/dev/pts"
+for d in null zero random urandom; do : > "$T/dev/$d"; done
+ln -s pts/ptmx "$T/dev/ptmx"	# for script(1)'s pseudo-terminal
+: > "$O/syslog"
+# inns COMMAND...: run COMMAND in that namespace
+inns() {
+	unshare -m sh -c 'for d in null zero random urandom pts; do
+		mount --bind /dev/$d "$0/dev/$d" || exit 98; done
+		mount --rbind "$0/dev" /dev || exit 98; exec "$@"' "$T" "$@"
+}
+# mark NAME: send a marker to the recorder and wait until it is written:
+# whatever was logged before it is in $O/syslog then (one socket, in order)
+mark() {
+	"$PYTHON3" -c 'import socket, sys
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), sys.argv[1])' \
+		"$T/dev/log" "mark $1"
+	i=0
+	while ! grep -qx "mark $1" "$O/syslog"; do
+		i=$((i + 1)); [ $i -lt 600 ] || return 1
+		sleep 0.1
+	done
+}
+logged() { grep -vc '^mark ' "$O/syslog" || true; }
+# logrun NAME ARGS...: as run, inside the namespace
+logrun() {
+	name=$1; shift
+	set +e
+	# shellcheck disable=SC2086
+	inns timeout $((60 * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
+	echo $? > "$O/$name.rc"
+	set -e
+}
+logrun nsprobe --version
+if [ "$(rc nsprobe)" = 0 ] && serve syslogd "$PYTHON3" "$T/syslogd.py" "$T/dev/log" "$T/syslogd.port" "$O/syslog"; then
+	logrun lognouser token someone@fabrikam.com
+	expect lognouser 67 err "no account in $CONF matches mailbox someone@fabrikam.com" \
+		"syslog: the sentence on stderr as before"
+	mark 1 || true
+	check "syslog: the same sentence, facility mail, priority err, ident sasl-oauth2" \
+		grep -q "^<19>.* sasl-oauth2\[[0-9]*\]: no account in $CONF matches mailbox someone@fabrikam.com\$" "$O/syslog"
+	printf 'not-the-secret\n' > "$T/etc/contoso.secret"
+	logrun logsecret token "$USER1"
+	printf '%s\n' "$SECRET" > "$T/etc/contoso.secret"
+	mark 2 || true
+	check "syslog: Entra's refusal (AADSTS7000215) logged" grep -q "sasl-oauth2\[[0-9]*\]: .*AADSTS7000215" "$O/syslog"
+	check "syslog: neither the wrong nor the right secret in it" \
+		sh -c "! grep -qF -e not-the-secret -e '$SECRET' '$O/syslog'"
+	n=$(logged)
+	logrun logok token "$USER1"
+	mark 3 || true
+	check "syslog: a token printed logs nothing (and never the token)" \
+		sh -c "[ $(rc logok) = 0 ] && [ $(logged) = $n ] && ! grep -qF -- \"\$(cat '$O/logok.out')\" '$O/syslog'"
+	if command -v script > /dev/null 2>&1; then
+		# stderr a terminal (script's pty): the user sees it, no syslog
+		set +e
+		inns script -qec "$TOOL token someone@fabrikam.com" /dev/null > "$O/logtty.out" 2>&1 </dev/null
+		set -e
+		mark 4 || true
+		check "syslog: nothing logged when stderr is a terminal" \
+			sh -c "grep -q 'no account in' '$O/logtty.out' && [ $(logged) = $n ]"
+	fi
+else
+	echo "# syslog checks skipped: no private mount namespace here ($(cat "$O/nsprobe.err"))"
+fi
+
 # --- thumbprint -------------------------------------------------------
 run thumb thumbprint "$T/app.crt"
 x5t=$(openssl x509 -in "$T/app.crt" -outform DER | openssl dgst -sha1 -binary |
@@ -345,7 +470,7 @@ check "and no token was requested for them" [ "$(token_requests)" = "$n" ]
 # --- no secret anywhere -----------------------------------------------
 check "the secret appears in no output" sh -c "! grep -rqF -- '$SECRET' '$O'"
 check "no token in any output but token's stdout" \
-	sh -c "! grep -lF -- '$TOKEN' '$O'/* | grep -v -e '/tok1.out\$' -e '/tok2.out\$' -e '/tokjson.out\$' | grep -q ."
+	sh -c "! grep -lF -- '$TOKEN' '$O'/* | grep -v -e '/tok1.out\$' -e '/tok2.out\$' -e '/tokjson.out\$' -e '/logok.out\$' -e '/refill.out\$' | grep -q ."
 check "no token signature in test or cache output" \
 	sh -c "! grep -qF -- '${TOKEN##*.}' '$O'/test*.out '$O'/list*.out '$O'/refused.out '$O'/noroles.out"
 finish

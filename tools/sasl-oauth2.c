@@ -15,12 +15,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,8 @@
 #define DEFAULT_IMAP	"outlook.office365.com:993"
 #define DEFAULT_SMTP	"smtp.office365.com:587"
 #define LOGIN_TIMEOUT	30L
+#define GREETING_TIMEOUT 10L	/* seconds for each server response */
+#define PROBE_TIMEOUT	10L	/* seconds: connect, then first bytes */
 #define ROLE_IMAP	"IMAP.AccessAsApp"
 #define ROLE_SMTP	"SMTP.SendAsApp"
 #define EXPIRY_WARNING	(30 * 86400)
@@ -66,16 +70,29 @@ struct opts {
 
 /* ---- messages -------------------------------------------------------- */
 
+/*
+ * The one error sentence of a command, on stderr. When stderr is not a
+ * terminal (a mail client ran the command: mutt paints over what it
+ * prints, others drop it) the sentence also goes to syslog, facility
+ * mail, so that the administrator finds it. Callers never pass a
+ * secret or a token: the same sentence is shown to the user.
+ */
 static void __attribute__((format(printf, 1, 2)))
 warnx_(const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 
-	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s: %s\n", progname, msg);
+	fflush(stderr);
+	if (!isatty(STDERR_FILENO)) {
+		openlog(progname, LOG_PID, LOG_MAIL);
+		syslog(LOG_ERR, "%s", msg);
+		closelog();
+	}
 }
 
 static void
@@ -1036,6 +1053,186 @@ parse_endpoint(const char *proto, const char *arg, struct endpoint *ep)
 	return 0;
 }
 
+enum { PROBE_UNKNOWN, PROBE_TLS, PROBE_PLAIN };
+
+/*
+ * What does HOST:PORT speak? Connect, send a TLS ClientHello at once and
+ * read the first bytes back: a TLS server answers with a TLS record (a
+ * handshake or an alert), a plaintext mail server with the greeting it
+ * sends unasked ("* OK", "220 ", "+OK"). Nothing secret is sent. Each
+ * wait (connect, first bytes) is bounded by PROBE_TIMEOUT. For
+ * PROBE_PLAIN, greeting (len bytes) gets the first line, sanitised.
+ */
+static int
+probe_port(const struct endpoint *ep, char *greeting, size_t len)
+{
+	/*
+	 * A TLS 1.2 ClientHello that servers answer with a ServerHello (or
+	 * an alert): a server that finds no shared cipher or group may
+	 * close without a word (Dovecot does).
+	 */
+	static const unsigned char hello[] = {
+		0x16, 0x03, 0x01, 0x00, 0x61,	/* handshake record, 97 bytes */
+		0x01, 0x00, 0x00, 0x5d,		/* ClientHello, 93 bytes */
+		0x03, 0x03,			/* TLS 1.2 */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,	/* random */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0x00,				/* no session id */
+		0x00, 0x10,			/* 8 cipher suites: */
+		0xc0, 0x2f, 0xc0, 0x30,		/* ECDHE-RSA-AES-GCM */
+		0xc0, 0x2b, 0xc0, 0x2c,		/* ECDHE-ECDSA-AES-GCM */
+		0xcc, 0xa8, 0xcc, 0xa9,		/* ECDHE-*-CHACHA20-POLY1305 */
+		0x00, 0x9e, 0x00, 0x9f,		/* DHE-RSA-AES-GCM */
+		0x01, 0x00,			/* no compression */
+		0x00, 0x24,			/* extensions, 36 bytes: */
+		0x00, 0x0a, 0x00, 0x08, 0x00, 0x06,	/* supported groups */
+		0x00, 0x1d, 0x00, 0x17, 0x00, 0x18,	/* X25519, P-256, P-384 */
+		0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,	/* EC points: uncompressed */
+		0x00, 0x0d, 0x00, 0x0e, 0x00, 0x0c,	/* signature algorithms */
+		0x08, 0x04, 0x08, 0x05, 0x04, 0x01,	/* RSA-PSS, RSA-PKCS1, */
+		0x05, 0x01, 0x04, 0x03, 0x05, 0x03	/* ECDSA; SHA-256/384 */
+	};
+	char url[320], buf[256];
+	struct timespec t0, now;
+	struct pollfd pfd;
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	size_t n = 0, got, sent, line;
+	long left;
+	CURLcode rc;
+	CURL *h;
+	int r = PROBE_UNKNOWN;
+
+	*greeting = '\0';
+	/* http:// with CONNECT_ONLY: a bare TCP connection, nothing sent */
+	snprintf(url, sizeof(url), "http://%s:%ld/", ep->host, ep->port);
+	if ((h = curl_easy_init()) == NULL)
+		return PROBE_UNKNOWN;
+	if (curl_easy_setopt(h, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_PROXY, "") != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PROBE_TIMEOUT) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_perform(h) != CURLE_OK ||
+	    curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
+	    fd == CURL_SOCKET_BAD ||
+	    curl_easy_send(h, hello, sizeof(hello), &sent) != CURLE_OK ||
+	    sent != sizeof(hello))
+		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* up to the end of the first line, or 5 bytes of a TLS record */
+	while (n < sizeof(buf) - 1 && memchr(buf, '\n', n) == NULL &&
+	    !(n >= 5 && (unsigned char)buf[0] < 0x20)) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = PROBE_TIMEOUT * 1000 - ((long)(now.tv_sec - t0.tv_sec) *
+		    1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			break;
+		rc = curl_easy_recv(h, buf + n, sizeof(buf) - 1 - n, &got);
+		if (rc == CURLE_AGAIN)
+			continue;
+		if (rc != CURLE_OK || got == 0)
+			break;	/* closed or failed */
+		n += got;
+	}
+	if (n >= 2 && (buf[0] == 0x16 || buf[0] == 0x15) && buf[1] == 0x03)
+		r = PROBE_TLS;
+	else if (n > 0 && isprint((unsigned char)buf[0])) {
+		for (line = 0; line < n && buf[line] != '\r' &&
+		    buf[line] != '\n'; line++)
+			;
+		oa2_sanitize(greeting, len, buf, line, 100);
+		r = PROBE_PLAIN;
+	}
+out:
+	curl_easy_cleanup(h);
+	return r;
+}
+
+/* The protocol a plaintext greeting belongs to, or NULL. */
+static const char *
+greeting_proto(const char *g)
+{
+	if (strncmp(g, "* ", 2) == 0)
+		return "IMAP";
+	if (strncmp(g, "+OK", 3) == 0 || strncmp(g, "-ERR", 4) == 0)
+		return "POP3";
+	if (isdigit((unsigned char)g[0]) && isdigit((unsigned char)g[1]) &&
+	    isdigit((unsigned char)g[2]) && (g[3] == ' ' || g[3] == '-' ||
+	    g[3] == '\0'))
+		return "SMTP";
+	return NULL;
+}
+
+/*
+ * A connection that failed before the login: look at what the port
+ * speaks and, when it is not what was asked for (plaintext on an
+ * implicit-TLS endpoint, TLS at once on a STARTTLS endpoint, another
+ * protocol), say so in one sentence. Returns 1 when it did.
+ */
+static int
+advise_port(const struct endpoint *ep, const struct transcript *tr,
+    CURLcode rc)
+{
+	int smtp = strcmp(ep->proto, "SMTP") == 0;
+	const char *other, *opt = smtp ? "--smtp" : "--imap";
+	char g[128], cause[512], fix[512];
+
+	switch (probe_port(ep, g, sizeof(g))) {
+	case PROBE_PLAIN:
+		other = greeting_proto(g);
+		if (other != NULL && strcmp(other, ep->proto) != 0) {
+			snprintf(cause, sizeof(cause), "%s:%ld is not an %s "
+			    "server: it greets with \"%s\", which is %s",
+			    ep->host, ep->port, ep->proto, g, other);
+			snprintf(fix, sizeof(fix), "point %s at the %s port "
+			    "(%s)", opt, ep->proto, smtp ? "587 for STARTTLS, "
+			    "465 for implicit TLS" : "993 for implicit TLS, "
+			    "143 for STARTTLS");
+			break;
+		}
+		if (!ep->implicit_tls)
+			return 0;
+		snprintf(cause, sizeof(cause), "%s:%ld speaks plaintext%s%s "
+		    "(it greets with \"%s\"), not implicit TLS", ep->host,
+		    ep->port, other != NULL ? " " : "", other != NULL ?
+		    other : "", g);
+		snprintf(fix, sizeof(fix), "for STARTTLS on this port use "
+		    "%s %s://%s:%ld; for implicit TLS use port %d", opt,
+		    smtp ? "smtp" : "imap", ep->host, ep->port,
+		    smtp ? 465 : 993);
+		break;
+	case PROBE_TLS:
+		if (ep->implicit_tls)
+			return 0;
+		snprintf(cause, sizeof(cause), "%s:%ld speaks TLS at once "
+		    "(implicit TLS): it sends no %s greeting before the TLS "
+		    "handshake, so STARTTLS cannot work there", ep->host,
+		    ep->port, ep->proto);
+		snprintf(fix, sizeof(fix), "use %s %s://%s:%ld, or port %d "
+		    "for STARTTLS", opt, smtp ? "smtps" : "imaps", ep->host,
+		    ep->port, smtp ? 587 : 143);
+		break;
+	default:
+		if (rc != CURLE_OPERATION_TIMEDOUT || *tr->last != '\0')
+			return 0;
+		snprintf(cause, sizeof(cause), "%s:%ld accepts connections "
+		    "but sends nothing: neither a greeting nor a TLS "
+		    "handshake", ep->host, ep->port);
+		snprintf(fix, sizeof(fix), "check the port (%s)", smtp ?
+		    "SMTP: 587 STARTTLS, 465 implicit TLS" :
+		    "IMAP: 993 implicit TLS, 143 STARTTLS");
+		break;
+	}
+	advise(cause, fix);
+	return 1;
+}
+
 static void
 advise_login(const struct endpoint *ep, CURLcode rc,
     const struct transcript *tr, const struct claims *c)
@@ -1112,6 +1309,7 @@ try_login(const struct endpoint *ep, const char *user, const char *token,
 {
 	struct transcript tr;
 	char errbuf[CURL_ERROR_SIZE] = "", what[400];
+	long connected = 0;
 	CURLcode rc;
 	CURL *h;
 
@@ -1146,6 +1344,9 @@ try_login(const struct endpoint *ep, const char *user, const char *token,
 	    /* the protocol connect phase includes the login */
 	    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_TIMEOUT, LOGIN_TIMEOUT) != CURLE_OK ||
+	    /* a silent server (an implicit-TLS port) is not waited for long */
+	    curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT,
+	    GREETING_TIMEOUT) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb) != CURLE_OK ||
@@ -1157,6 +1358,10 @@ try_login(const struct endpoint *ep, const char *user, const char *token,
 		return EX_SOFTWARE;
 	}
 	rc = curl_easy_perform(h);
+	/* our local port: 0 when no TCP connection was made */
+	if (curl_easy_getinfo(h, CURLINFO_LOCAL_PORT, &connected) !=
+	    CURLE_OK)
+		connected = 0;
 	curl_easy_cleanup(h);
 	if (rc == CURLE_OK) {
 		step("OK", "%s", what);
@@ -1168,6 +1373,12 @@ try_login(const struct endpoint *ep, const char *user, const char *token,
 		printf("      server's error challenge: %s\n", tr.challenge);
 	if (*tr.last != '\0')
 		printf("      server: %s\n", tr.last);
+	/* Before the login: does the port speak what was asked for? */
+	if (connected > 0 && (rc == CURLE_SSL_CONNECT_ERROR ||
+	    rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_WEIRD_SERVER_REPLY ||
+	    rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR) &&
+	    advise_port(ep, &tr, rc))
+		return EX_UNAVAILABLE;
 	advise_login(ep, rc, &tr, c);
 	if (rc == CURLE_LOGIN_DENIED)
 		return EX_NOPERM;
