@@ -112,6 +112,9 @@ rm -rf "$S/uid-0"
 install -d -m 700 "$T/victim"
 ( umask 077; printf x > "$T/victim/0123456789abcdef0123456789abcdef.token" )
 setpriv --reuid=nobody --regid="$NGROUP" --clear-groups ln -s "$T/victim" "$S/uid-0"
+run rlsym root cache list
+expect rlsym 0 out "memory only: token cache directory $S/uid-0 is not a directory but a symbolic link" \
+	"cache list: a symlinked uid-0 is named, not read through"
 run rcsym root cache clear
 expect rcsym 77 err "$S/uid-0 is not a directory but a symbolic link: not clearing it" \
 	"cache clear: a symlinked uid-0 is refused, with the cause"

@@ -643,6 +643,18 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			    a->match);
 			continue;
 		}
+		/* never through a directory the plugin would not use */
+		if (oa2_cache_check(a->cache_dir, &err) != 0) {
+			if (strcmp(verb, "list") == 0)
+				printf("%-24s  memory only: %s\n", a->match,
+				    err.msg);
+			else {
+				warnx_("%s: not clearing it", err.msg);
+				ex = EX_NOPERM;
+			}
+			free(path);
+			continue;
+		}
 		if (strcmp(verb, "list") == 0) {
 			r = oa2_cache_peek(a, &exp, &err);
 			if (r == 0 && exp != 0)
@@ -661,13 +673,6 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 				    err.msg);
 				ex = EX_NOPERM;
 			}
-			free(path);
-			continue;
-		}
-		/* never through a directory the plugin would not use */
-		if (oa2_cache_check(a->cache_dir, &err) != 0) {
-			warnx_("%s: not clearing it", err.msg);
-			ex = EX_NOPERM;
 			free(path);
 			continue;
 		}
