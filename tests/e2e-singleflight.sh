@@ -9,19 +9,25 @@
 # last client answered after about 11.5 s.
 set -eu
 . "$(dirname "$0")/lib.sh"
-# What is counted (requests, who asked) does not depend on speed. Under
-# valgrind each client spends seconds starting: the timeout scales so
-# that all of them are waiting before the one request ends.
-TO=$((5 * SLOW))
+# What is counted (requests, who asked) does not depend on speed, as
+# long as all 8 clients are waiting before the one request ends: each
+# spends a while starting (seconds under valgrind, 8 at once on a busy
+# machine), so the timeout scales with SLOW and SLACK (tests/lib.sh):
+# 9 s, 13 with the sanitizers, 44 under valgrind.
+TO=$((5 * SLOW + 2 * ${SLACK:-1}))
 TIMEOUT=$TO testbed
 N=8
 
 tokend_mode hang
 pids="" i=0
 while [ $i -lt $N ]; do
+	# each line the client prints, with the time it came (ms): the
+	# plugin's answer is the "no token for" line, printed as it fails
 	( t0=$(date +%s%N)
-	  SASLCLIENT_DEBUG=1 saslclient -m XOAUTH2 -u "user$i@contoso.com" \
-		> "$T/sf.$i" 2>&1 || true
+	  { SASLCLIENT_DEBUG=1 saslclient -m XOAUTH2 -u "user$i@contoso.com" \
+		2>&1 || true; } | while IFS= read -r l; do
+		printf 'at_ms=%s %s\n' "$(($(date +%s%N) / 1000000))" "$l"
+	  done > "$T/sf.$i"
 	  t1=$(date +%s%N)
 	  echo "elapsed_ms=$(( (t1 - t0) / 1000000 ))" >> "$T/sf.$i"
 	  echo "ended_ms=$((t1 / 1000000))" >> "$T/sf.$i" ) &
@@ -42,23 +48,26 @@ check "every other one took that outcome or said another process is asking" \
 	[ $((shared + gaveup)) = $((N - 1)) ]
 check "none fetched a token meanwhile" sh -c "! grep -q '^initial:\\|result=ok' '$T/tokend.log' '$T'/sf.*"
 
-# Within timeout + 1 s each: every client had its answer at most
-# timeout + 1 s after the one request reached the endpoint (a waiter that
-# started later gives up at timeout + 1 s after its own start, later
-# still); a client's own start (seconds under valgrind, whose timeout is
-# scaled) is not the plugin's doing and is not counted; its exit after
-# the answer (libsasl2 and libcurl cleanup, 8 at once on a shared
-# machine) is given 0.5 s, 1.5 s with the sanitizers.
+# Within timeout + 1 s each: every client had the plugin's answer (its
+# "no token for" line) at most timeout + 1 s after the one request
+# reached the endpoint (a waiter that started later gives up at timeout
+# + 1 s after its own start, later still). Neither a client's start nor
+# its exit (seconds under valgrind and the sanitizers, 8 at once on a
+# busy machine) is the plugin's doing: they are not counted. A machine
+# so loaded that the waiters are not even scheduled when the answer is
+# there gets SLACK more seconds (tests/lib.sh); the old code took twice
+# the timeout and more.
 asked_at=$(sed -n 's/^\([0-9]*\)\.\([0-9]*\) .*result=hang.*/\1\2/p' "$T/tokend.log" | head -n 1)
-exit_ms=500
-[ -z "$SAN_PRELOAD" ] || exit_ms=1500
-max=0
+max=0 last=0
 for f in "$T"/sf.*; do
+	at=$(sed -n 's/^at_ms=\([0-9]*\) .*no token for.*/\1/p' "$f" | head -n 1)
 	end=$(sed -n 's/^ended_ms=//p' "$f")
-	[ $((end - asked_at)) -le "$max" ] || max=$((end - asked_at))
+	[ $((${at:-$end} - asked_at)) -le "$max" ] || max=$((${at:-$end} - asked_at))
+	[ $((end - asked_at)) -le "$last" ] || last=$((end - asked_at))
 done
-echo "# the last client answered $max ms after the request reached the endpoint (timeout $TO s)"
-check "each answered within timeout + 1 s of the request ($max ms)" [ "$max" -le $(( (TO + 1) * 1000 + exit_ms )) ]
+echo "# the last answer came $max ms after the request reached the endpoint, the last client exited after $last ms (timeout $TO s)"
+check "each had its answer within timeout + 1 s of the request ($max ms)" \
+	[ "$max" -le $(( (TO + 1 + ${SLACK:-1}) * 1000 )) ]
 
 # The failure was kept for those waiters only: the next client asks.
 tokend_mode ""
