@@ -19,7 +19,11 @@ ACCOUNTS="$(cert_account cert@contoso.com PS256)$unknown"
 TIMEOUT=3 write_config "$ACCOUNTS"
 cp "$CONF" "$T/good.conf"
 TO=3
-LIMIT_MS=$(( (TO + 1) * 1000 * SLOW ))
+# Each failing row ends within timeout + 1 s: the product's promise,
+# measured from outside saslclient, so the check allows SLACK more
+# seconds (tests/lib.sh: 2, more for slow builds) for starting it on a
+# busy machine.
+LIMIT_MS=$(( (TO + 1 + SLACK) * 1000 ))
 
 # fail_row NAME SENTENCE DIAGNOSIS [USER]: saslclient fails in time with
 # SENTENCE; `sasl-oauth2 test USER --no-login --no-cache` exits non-zero
@@ -37,7 +41,7 @@ fail_row() {
 	else
 		fail "$1: the sentence"; echo "# wanted: $2"; sed 's/^/# /' "$T/row.out"
 	fi
-	check "$1: within timeout + 1 s" [ "$ms" -le "$LIMIT_MS" ]
+	check "$1: within timeout + 1 s" [ "$ms" -le "${ROW_LIMIT_MS:-$LIMIT_MS}" ]
 	check "$1: one sentence, no crash" sh -c \
 		"[ \$(grep -c '^saslclient: ' '$T/row.out') = 1 ] && ! grep -q 'Sanitizer\|runtime error\|Segmentation' '$T/row.out'"
 	[ -n "$3" ] || return 0
@@ -93,12 +97,30 @@ for m in hang slow:6; do
 done
 tokend_mode html500
 fail_row "HTTP 500 with an HTML body" "answered HTTP 500 with a non-JSON body" "$BUSY"
+# A transient refusal is retried only when the wait and a second request
+# still fit within timeout (plugin/token.c): with timeout = 3, a first
+# request slower than 1 s (valgrind on a busy machine) left no room and
+# no retry was made. These rows get a timeout of their own, scaled for
+# slow builds, so that the retry follows the product's rule, not the
+# machine's speed; "past the timeout" keeps timeout = 3 (slowness only
+# makes a retry less likely there).
+RTO=$((10 * SLOW))
 for code in 429 503; do
 	tokend_mode "$code:1"
 	n=$(token_requests "transient:$code")
+	set_conf "s/timeout = $TO;/timeout = $RTO;/"
+	ROW_LIMIT_MS=$(( (RTO + 1 + SLACK) * 1000 ))
 	fail_row "$code with Retry-After: 1" "(HTTP $code): temporarily_unavailable: AADSTS50196" "$BUSY"
-	check "$code: the plugin and the tool each retry once after Retry-After" \
-		[ $(( $(token_requests "transient:$code") - n )) = 4 ]
+	ROW_LIMIT_MS=""
+	if [ $(( $(token_requests "transient:$code") - n )) = 4 ]; then
+		pass "$code: the plugin and the tool each retry once after Retry-After"
+	else
+		fail "$code: the plugin and the tool each retry once after Retry-After"
+		echo "# $(( $(token_requests "transient:$code") - n )) requests (timeout $RTO); what they logged:"
+		grep -h 'retrying\|refused' "$T/row.out" "$T/tool.out" | sed 's/^/# /'
+	fi
+	check "$code: the plugin logs its retry" grep -q "retrying in 1 s" "$T/row.out"
+	cp "$T/good.conf" "$CONF"
 	tokend_mode "$code:60"
 	n=$(token_requests "transient:$code")
 	fail_row "$code with Retry-After past the timeout" "(HTTP $code)" ""
@@ -107,9 +129,11 @@ for code in 429 503; do
 done
 tokend_mode "503:1" 1
 n=$(token_requests)
+set_conf "s/timeout = $TO;/timeout = $RTO;/"
 if $AS saslclient -u "$USER1" > "$T/row.out" 2>&1; then
 	pass "one 503, then success: the retry logs in"; else
 	fail "one 503, then success: the retry logs in"; cat "$T/row.out"; fi
+cp "$T/good.conf" "$CONF"
 tokend_mode badjson
 fail_row "200 with invalid JSON" "a body that is not a JSON object" "$NOTENTRA"
 tokend_mode no_access_token
@@ -253,7 +277,7 @@ rm -rf "$T/cache"
 # A full disk: no byte may be written to a file (SIGXFSZ ignored, so
 # writes fail with EFBIG); the output goes through a pipe, which may.
 # Not under valgrind, which cannot run without writing files of its own.
-(trap '' XFSZ; ulimit -f 0; timeout 20 "$SC" -u "$USER1" 2>&1; echo "status $?") |
+(trap '' XFSZ; ulimit -f 0; timeout 60 "$SC" -u "$USER1" 2>&1; echo "status $?") |
 	cat > "$T/row.out"
 if grep -q '^status 0$' "$T/row.out"; then
 	pass "a full disk: still logs in"

@@ -32,7 +32,7 @@ run() {
 	name=$1; shift
 	set +e
 	# shellcheck disable=SC2086
-	timeout 60 $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
+	timeout $((60 * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
 	rc=$?
 	set -e
 	echo "$rc" > "$O/$name.rc"

@@ -775,8 +775,9 @@ script(struct server *sv, int n, ...)
 }
 
 /*
- * Wait (up to 5 s, slow builds longer) until the server has finished n connections since
- * the last script(): the client may return before the server is done.
+ * Wait (up to 5 s, slow builds longer) until the server has finished n
+ * connections since the last script(): the client may return before the
+ * server is done.
  */
 static int
 server_wait(struct server *sv, int n)
