@@ -630,7 +630,7 @@ main(void)
 	has_str(err.msg, "SASL_OAUTH2_CONF", "the variable");
 	has_str(err.msg, "-c FILE", "the tool's option");
 	has_str(err.msg, OA2_SAMPLE_CONF, "the sample's installed path");
-	has_str(err.msg, "/share/doc/sasl-oauth2/sasl-oauth2.conf",
+	has_str(err.msg, "/share/doc/sasl-oauth2/",
 	    "under the doc directory");
 
 	/* Defaults, inheritance, the token URL, matching. */
