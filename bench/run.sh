@@ -13,6 +13,7 @@
 #   3. N client processes starting together with an empty cache
 #   4. logins per second against Dovecot, XOAUTH2 vs PLAIN
 #   5. peak RSS added by loading the plugin and by one authentication
+#   6. sasl-oauth2 tunnel's throughput vs openssl s_client -quiet
 #
 # Usage: sh bench/run.sh [--quick] [--out FILE]   (normally: make bench,
 # or make bench BENCH_FLAGS=--quick). --quick: fewer samples, a smaller
@@ -131,7 +132,7 @@ passdb {
 }
 mail_max_userip_connections = 2000
 default_process_limit = 1000
-default_client_limit = 4000
+default_client_limit = 5000
 service imap-login {
   inet_listener imap {
     port = $IMAP_PORT
@@ -319,6 +320,102 @@ M_BUNDLE=$(clear_cache; _o=$(run 60 "$H" mem -m XOAUTH2 -u bundle@contoso.com) &
 	echo $(( $(kv "$(echo "$_o" | grep 'stage=auth1')" hwm_kib) - \
 		$(kv "$(echo "$_o" | grep 'stage=init')" hwm_kib) )))
 
+# ---- 6. tunnel throughput ------------------------------------------------------
+
+# The same message fetched through `sasl-oauth2 tunnel` (XOAUTH2, then
+# PREAUTH) and through `openssl s_client -quiet` (AUTHENTICATE PLAIN),
+# both over IMAPS to the same Dovecot and read from the relay's stdout
+# by the same client; timed from SELECT to the tagged OK of the FETCH.
+TUN_MB=50 TUN_ROUNDS=5
+[ $quick = 0 ] || TUN_MB=10 TUN_ROUNDS=2
+say "6. tunnel throughput: FETCH of a $TUN_MB MB message, $TUN_ROUNDS rounds"
+cat > "$T/tunfetch.py" <<'PY'
+import base64, re, subprocess, sys, time
+kind, user, password, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL)
+rd, wr = p.stdout, p.stdin
+def send(b):
+    wr.write(b); wr.flush()
+def until(tag):
+    while True:
+        l = rd.readline()
+        if not l:
+            sys.exit("closed")
+        if l.startswith(tag + b" "):
+            if not l.startswith(tag + b" OK"):
+                sys.exit(l[:200])
+            return
+g = rd.readline()
+if kind == "s_client":
+    assert g.startswith(b"* OK"), g[:100]
+    ir = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+    send(b"a AUTHENTICATE PLAIN " + ir + b"\r\n"); until(b"a")
+else:
+    assert g.startswith(b"* PREAUTH"), g[:100]
+t0 = time.monotonic()
+send(b"s SELECT INBOX\r\n"); until(b"s")
+send(b"f FETCH 1 BODY.PEEK[]\r\n")
+while True:
+    l = rd.readline()
+    m = re.search(rb"\{(\d+)\}\r\n$", l)
+    if m:
+        break
+    if not l or l.startswith(b"f "):
+        sys.exit("no literal")
+n = int(m.group(1)); got = 0
+while got < n:
+    b = rd.read(min(1 << 18, n - got))
+    if not b:
+        sys.exit("short literal")
+    got += len(b)
+until(b"f")
+t1 = time.monotonic()
+send(b"z LOGOUT\r\n"); until(b"z")
+wr.close(); p.wait()
+print("bytes=%d seconds=%.6f" % (n, t1 - t0))
+PY
+# the message, in both mailboxes
+"$PYTHON3" - "$TUN_MB" "$T/big.eml" <<'PY'
+import hashlib, sys
+size = int(sys.argv[1]) << 20
+out = bytearray(b"From: bench@example.com\r\nSubject: tunnel bench\r\n\r\n")
+i = 0
+while len(out) < size:
+    out += b"%08d %s\r\n" % (i, hashlib.sha256(b"%d" % i).hexdigest().encode()); i += 1
+open(sys.argv[2], "wb").write(bytes(out[:size - 2]) + b"\r\n")
+PY
+for u in user plain; do
+	mkdir -p "$T/mail/contoso.com/$u/new" "$T/mail/contoso.com/$u/cur" "$T/mail/contoso.com/$u/tmp"
+	cp "$T/big.eml" "$T/mail/contoso.com/$u/new/1.bench"
+	chown -R nobody:nogroup "$T/mail/contoso.com/$u"
+done
+tunfetch() { # tunfetch tunnel|s_client: MB/s of one FETCH
+	_k=$1
+	if [ "$1" = tunnel ]; then
+		set -- tunnel "$USER1" "" "$TOOL" tunnel --ca-file "$T/ca.pem" imap "$USER1" "127.0.0.1:$IMAPS_PORT"
+	else
+		set -- s_client "$PLAIN_USER" "$PLAIN_PASS" openssl s_client -quiet -verify_return_error \
+			-CAfile "$T/ca.pem" -connect "127.0.0.1:$IMAPS_PORT"
+	fi
+	_l=$(run 600 "$PYTHON3" "$T/tunfetch.py" "$@") || { problem "FETCH through $_k failed"; echo nan; return; }
+	calc '%.1f' "$(kv "$_l" bytes) / 1048576 / $(kv "$_l" seconds)"
+}
+if [ -x "$TOOL" ]; then
+	tunfetch tunnel >/dev/null; tunfetch s_client >/dev/null	# warm the page cache
+	i=0
+	while [ $i -lt $TUN_ROUNDS ]; do
+		echo "tunnel $(tunfetch tunnel)" >> "$T/tunrates"
+		echo "s_client $(tunfetch s_client)" >> "$T/tunrates"
+		i=$((i + 1))
+	done
+	TUN_T=$(awk '$1 == "tunnel" { print $2 }' "$T/tunrates" | median)
+	TUN_S=$(awk '$1 == "s_client" { print $2 }' "$T/tunrates" | median)
+else
+	problem "$TOOL is not built"
+	TUN_T=nan TUN_S=nan
+fi
+
 # ---- the table ---------------------------------------------------------------
 
 us() { calc '%.2f' "$1 / 1000"; }
@@ -443,6 +540,20 @@ every SASL plugin of $SYSPLUGINS.
 | one XOAUTH2 authentication, token from the disk cache | $M_XO_DISK |
 | one XOAUTH2 authentication, token from the endpoint (TLS) | $M_XO_COLD |
 | the same with ca_file = the system bundle ($NBUNDLE certificates) | ${M_BUNDLE:-nan} |
+
+## 6. Tunnel throughput
+
+One FETCH of a $TUN_MB MB message (BODY.PEEK[]) from Dovecot over IMAPS
+on 127.0.0.1, timed from SELECT to the FETCH's tagged OK, read by the
+same Python client from the relay's standard output: through
+\`sasl-oauth2 tunnel\` (logged in with XOAUTH2, PREAUTH) and through
+\`openssl s_client -quiet\` (the plain TLS relay, AUTHENTICATE PLAIN);
+median of $TUN_ROUNDS interleaved rounds after one warm-up each.
+
+| relay | MB/s | x s_client | target | |
+|---|---:|---:|---|---|
+| openssl s_client -quiet | $TUN_S | 1 | | |
+| sasl-oauth2 tunnel | $TUN_T | $(ratio "$TUN_T" "$TUN_S") | ≥ 0.9x | $(awk "BEGIN { print ($TUN_T >= 0.9 * $TUN_S) ? \"met\" : \"**missed**\" }") |
 EOF
 
 # ---- notes: why a target is missed, in the measured figures -------------------

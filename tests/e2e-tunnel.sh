@@ -12,6 +12,8 @@ set -eu
 [ -x "$TOOL" ] || { echo "tool not built: $TOOL"; exit 99; }
 need fetchmail mutt neomutt mbsync tmux
 [ -x /usr/lib/dovecot/pop3 ] || skip "dovecot-pop3d is not installed"
+# The token request's timeout: valgrind on a loaded machine is slow.
+TIMEOUT=$((5 * SLOW * SLOW))
 # Beside the test bed's *@contoso.com: an account the token endpoint
 # refuses (expired secret), and one whose refused tokens are dropped at
 # once (failure_backoff = 0).
@@ -47,6 +49,7 @@ logins() { grep -c "$1-login: Info: Login: user=<$USER1>, method=${2:-XOAUTH2}" 
 # its stderr and exit code recorded.
 cat > "$T/tun" <<SH
 #!/bin/sh
+echo run >> "$T/tun.started"
 $VALGRIND "$TOOL" tunnel --ca-file "$T/ca.pem" "\$@" 2>>"$T/tun.err"
 rc=\$?
 echo "\$rc" >> "$T/tun.rc"
@@ -55,8 +58,15 @@ SH
 chmod 755 "$T/tun"
 : > "$T/tun.rc"
 : > "$T/tun.err"
-# tun_ok DESCRIPTION: every tunnel run since the last call exited 0
+: > "$T/tun.started"
+# tun_ok DESCRIPTION: every tunnel run since the last call exited 0 (the
+# client may finish before the tunnel does: wait for them)
 tun_ok() {
+	i=0
+	while [ "$(wc -l < "$T/tun.rc")" -lt "$(wc -l < "$T/tun.started")" ] && [ $i -lt $((300 * SLOW)) ]; do
+		i=$((i + 1)); sleep 0.1
+	done
+	: > "$T/tun.started"
 	if [ -s "$T/tun.rc" ] && ! grep -qv '^0$' "$T/tun.rc"; then pass "$1"; else
 		fail "$1 (exit codes: $(tr '\n' ' ' < "$T/tun.rc"))"; sed 's/^/# tun: /' "$T/tun.err" | tail -n 20; fi
 	: > "$T/tun.rc"
@@ -203,6 +213,15 @@ run ob-imap tunnel --ca-file "$T/ca.pem" --mech oauthbearer imap "$USER1" 127.0.
 check "IMAP OAUTHBEARER (HOST PORT as two words): PREAUTH, exit 0" \
 	sh -c "[ \$(cat '$O/ob-imap.rc') = 0 ] && grep -q '^\\* PREAUTH' '$O/ob-imap.out'"
 check "IMAP OAUTHBEARER: Dovecot logged it" [ "$(logins imap OAUTHBEARER)" = $((before + 1)) ]
+
+# --- usage ---------------------------------------------------------------
+for u in "smtp $USER1:tunnel speaks imap or pop3" "--mech PLAIN imap $USER1:--mech takes XOAUTH2 or OAUTHBEARER" \
+	"imap $USER1 a/b:tunnel takes HOST[:PORT] or HOST PORT" "imap:tunnel takes imap or pop3, a mailbox"; do
+	# shellcheck disable=SC2086
+	run usage tunnel ${u%%:*}
+	check "usage: tunnel ${u%%:*}: EX_USAGE, \"${u#*:}\"" \
+		sh -c "[ \$(cat '$O/usage.rc') = 64 ] && grep -qF -- '${u#*:}' '$O/usage.err' && [ ! -s '$O/usage.out' ]"
+done
 
 # --- faults --------------------------------------------------------------
 run noacct tunnel --ca-file "$T/ca.pem" imap nobody@fabrikam.com "$IMAPS"

@@ -1150,6 +1150,15 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 	t->fd = -1;
 	t->ex = EX_OK;
 	t->user = argv[1];
+	for (glen = 0; t->user[glen] != '\0'; glen++)
+		if (iscntrl((unsigned char)t->user[glen])) {
+			free(t);
+			return usage("a mailbox holds no control characters");
+		}
+	if (glen == 0) {
+		free(t);
+		return usage("tunnel takes a mailbox, not an empty word");
+	}
 	t->mech = o->mech != NULL ? o->mech : "XOAUTH2";
 	if (strcasecmp(argv[0], "imap") == 0)
 		t->proto = TUN_IMAP, t->pname = "IMAP";
