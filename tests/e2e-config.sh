@@ -99,7 +99,7 @@ expect ccmissing 78 err "cannot open configuration file $T/etc/nosuch.conf: No s
 	"a missing config: the file"
 expect ccmissing 78 err "SASL_OAUTH2_CONF" "a missing config: names SASL_OAUTH2_CONF"
 expect ccmissing 78 err "-c FILE" "a missing config: names -c FILE"
-expect ccmissing 78 err "a commented sample is /usr/" "a missing config: the sample's path"
+expect ccmissing 78 err "a commented sample is /" "a missing config: the sample's path"
 expect ccmissing 78 err "/share/doc/sasl-oauth2/" "a missing config: in the doc directory"
 
 ## Item 2: who may change the config.
