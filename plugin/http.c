@@ -60,8 +60,8 @@ keylog_error(struct oa2_error *err)
 	return oa2_seterr(err, OA2_ERR_CONFIG, "no token is fetched while "
 	    "SSLKEYLOGFILE is set in the environment of this setuid or "
 	    "setgid program: libcurl would write the TLS session keys of "
-	    "the token request, which holds the client secret or assertion, "
-	    "to a file the invoking user chose");
+	    "the token request (which holds the client secret or assertion) "
+	    "to a file the invoking user chose; unset SSLKEYLOGFILE");
 }
 
 int
