@@ -188,7 +188,8 @@ lint() {
 deb() {
 	b="$BUILDROOT/build-deb"
 	say "deb: build the packages, lintian, install them, debian/tests, purge"
-	rm -rf "$b"; mkdir -p "$b/src/sasl-oauth2"
+	o="$b/results"	# one .trs and .log per result (count); the rest in $b
+	rm -rf "$b"; mkdir -p "$b/src/sasl-oauth2" "$o"
 	t0=$(date +%s)
 	debpkgs="libsasl2-modules-oauth2 sasl-oauth2"
 	if [ "$(id -u)" != 0 ] || ! command -v dpkg-buildpackage > /dev/null 2>&1 ||
@@ -205,8 +206,8 @@ deb() {
 	# debstep NAME COMMAND...: one result, the command's output in NAME.log
 	debstep() {
 		_n=$1; shift
-		if "$@" > "$b/$_n.log" 2>&1; then _r=PASS; else _r=FAIL; fi
-		printf ':test-result: %s\n' "$_r" > "$b/$_n.trs"
+		if "$@" > "$o/$_n.log" 2>&1; then _r=PASS; else _r=FAIL; fi
+		printf ':test-result: %s\n' "$_r" > "$o/$_n.trs"
 		[ "$_r" = PASS ]
 	}
 	# a clean copy: what git tracks (and new files it does not ignore)
@@ -218,7 +219,7 @@ deb() {
 		(cd "$src" && tar --exclude=./.git --exclude='./build-*' -cf - .) | (cd "$d" && tar -xf -)
 	fi
 	if ! debstep build sh -c "cd '$d' && dpkg-buildpackage -us -uc"; then
-		count "$b" "deb ($(($(date +%s) - t0)) s)"; return
+		count "$o" "deb ($(($(date +%s) - t0)) s)"; return
 	fi
 	debstep lintian sh -c "cd '$b/src' && lintian --allow-root --fail-on none *.changes \
 		> lintian.out 2>&1; cat lintian.out; ! grep -q '^[EW]: ' lintian.out" || true
@@ -241,23 +242,25 @@ deb() {
 	if debstep install sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	    --no-install-recommends '$b/src/'libsasl2-modules-oauth2_*.deb '$b/src/'sasl-oauth2_*.deb &&
 	    ls /usr/lib/*/sasl2/libsasl-oauth2.so && ! ls /usr/lib/*/sasl2/libsasl-oauth2.la 2>/dev/null &&
-	    command -v sasl-oauth2 && [ \"\$(stat -c %U:%G:%a /var/cache/sasl-oauth2)\" = root:root:1733 ]"; then
+	    command -v sasl-oauth2 && [ \"\$(stat -c %U:%G:%a /var/cache/sasl-oauth2)\" = root:root:1733 ] &&
+	    echo '--- nothing new in /etc:' && grep '^/etc\(/\|\$\)' '$b/files.before' > '$b/etc.before' &&
+	    find /etc | LC_ALL=C sort | diff '$b/etc.before' -"; then
 		for t in $(sed -n 's/^Tests: *//p' "$d/debian/tests/control" | tr ',' ' '); do
 			rc=0
 			(cd "$d" && mkdir -p "$b/tmp-$t" && AUTOPKGTEST_TMP="$b/tmp-$t" \
-			    "debian/tests/$t") > "$b/autopkgtest-$t.log" 2>&1 || rc=$?
+			    "debian/tests/$t") > "$o/autopkgtest-$t.log" 2>&1 || rc=$?
 			case $rc in 0) r=PASS ;; 77) r=SKIP ;; *) r=FAIL ;; esac
-			printf ':test-result: %s\n' "$r" > "$b/autopkgtest-$t.trs"
+			printf ':test-result: %s\n' "$r" > "$o/autopkgtest-$t.trs"
 		done
 	fi
-	{ debpurge; } > "$b/purge.log" 2>&1 || echo "apt-get purge failed" >> "$b/purge.log"
+	{ debpurge; } > "$b/apt-purge.out" 2>&1 || echo "apt-get purge failed" >> "$b/apt-purge.out"
 	trap - EXIT INT TERM
 	debsnap "$b/files.after"
-	debstep purge sh -c "cat '$b/purge.log'; ! grep -q 'purge failed' '$b/purge.log' &&
+	debstep purge sh -c "cat '$b/apt-purge.out'; ! grep -q 'purge failed' '$b/apt-purge.out' &&
 		! dpkg-query -W -f '\${db:Status-Abbrev}\n' $debpkgs 2>/dev/null | grep -q '^.[^n]' &&
 		echo '--- files before the install (<) and after the purge (>):' &&
 		diff '$b/files.before' '$b/files.after'" || true
-	count "$b" "deb ($(($(date +%s) - t0)) s)"
+	count "$o" "deb ($(($(date +%s) - t0)) s)"
 }
 
 for r in $RUNS; do
