@@ -82,6 +82,7 @@ struct oa2_config {
 	dev_t	dev;
 	ino_t	ino;
 	struct timespec mtime;
+	struct timespec ctime;		/* a chmod or chown changes it */
 	off_t	size;
 };
 

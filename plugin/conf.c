@@ -743,6 +743,7 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 	cfg->dev = st.st_dev;
 	cfg->ino = st.st_ino;
 	cfg->mtime = st.st_mtim;
+	cfg->ctime = st.st_ctim;
 	cfg->size = st.st_size;
 	if ((r = include_line(text)) != 0) {
 		r = oa2_seterr(err, OA2_ERR_CONFIG, "%s:%d: @include is not "
@@ -857,7 +858,9 @@ oa2_config_changed(const struct oa2_config *cfg)
 	return st.st_dev != cfg->dev || st.st_ino != cfg->ino ||
 	    st.st_size != cfg->size ||
 	    st.st_mtim.tv_sec != cfg->mtime.tv_sec ||
-	    st.st_mtim.tv_nsec != cfg->mtime.tv_nsec;
+	    st.st_mtim.tv_nsec != cfg->mtime.tv_nsec ||
+	    st.st_ctim.tv_sec != cfg->ctime.tv_sec ||
+	    st.st_ctim.tv_nsec != cfg->ctime.tv_nsec;
 }
 
 const char *

@@ -43,13 +43,20 @@ struct loaded {
 	unsigned		users;
 };
 
-/* Who a file is, to tell whether it changed since we last read it. */
+/*
+ * Who a file is, to tell whether it changed since we last read it: a
+ * chmod or chown (the fix a sentence names) changes ctime and mode.
+ */
 struct file_id {
 	int			valid;
 	dev_t			dev;
 	ino_t			ino;
 	off_t			size;
+	mode_t			mode;
+	uid_t			uid;
 	struct timespec		mtime;
+	struct timespec		ctime;
+	int			unsafe;	/* failed the owner/mode rule */
 };
 
 /* Shared by both mechanisms and every connection of the process. */
@@ -61,7 +68,7 @@ static struct {
 	struct oa2_error	load_err;	/* why cur is NULL */
 	struct file_id		failed;		/* the file that failed to load */
 } plugin = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, { 0, "" },
-    { 0, 0, 0, 0, { 0, 0 } } };
+    { 0, 0, 0, 0, 0, 0, { 0, 0 }, { 0, 0 }, 0 } };
 
 struct mech_context {
 	int	kind;			/* MECH_* */
@@ -142,15 +149,32 @@ file_id_get(const char *path, struct file_id *id)
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
 	id->size = st.st_size;
+	id->mode = st.st_mode;
+	id->uid = st.st_uid;
 	id->mtime = st.st_mtim;
+	id->ctime = st.st_ctim;
 }
 
 static int
 file_id_same(const struct file_id *a, const struct file_id *b)
 {
 	return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino &&
-	    a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-	    a->mtime.tv_nsec == b->mtime.tv_nsec;
+	    a->size == b->size && a->mode == b->mode && a->uid == b->uid &&
+	    a->mtime.tv_sec == b->mtime.tv_sec &&
+	    a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	    a->ctime.tv_sec == b->ctime.tv_sec &&
+	    a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* Whether path now passes the owner/mode rule (a few stat calls). */
+static int
+path_safe(const char *path)
+{
+	struct oa2_error err;
+	struct stat st;
+
+	return stat(path, &st) == 0 &&
+	    oa2_check_safe_path(path, &st, "configuration file", &err) == 0;
 }
 
 /* Drop a connection's hold on l; free it when it is no longer current. */
@@ -208,10 +232,16 @@ config_refresh(const sasl_utils_t *utils, int init)
 	if (!init && plugin.cur == NULL && access(plugin.path, R_OK) == -1)
 		return;
 	file_id_get(plugin.path, &id);
-	if (!init && file_id_same(&id, &plugin.failed))
+	/*
+	 * The same file that failed: not read again, unless it failed
+	 * the owner/mode rule and a directory on its path was fixed since.
+	 */
+	if (!init && file_id_same(&id, &plugin.failed) &&
+	    (!plugin.failed.unsafe || !path_safe(plugin.path)))
 		return;
 	if (oa2_config_load(plugin.path, &lg, &cfg, &err) != 0) {
 		plugin.failed = id;
+		plugin.failed.unsafe = !path_safe(plugin.path);
 		if (plugin.cur != NULL) {
 			oa2_log(&lg, OA2_LOG_ERROR, "%s; keeping the "
 			    "configuration loaded before until the file "
@@ -427,7 +457,10 @@ first_step(struct mech_context *c, sasl_client_params_t *params,
 		    "\"*\"", c->ld->cfg->path, c->mailbox, c->mailbox);
 	if (acct->broken)
 		return fail(utils, SASL_FAIL, "no token for %s (account %s): "
-		    "%s", c->mailbox, acct->match, acct->load_err.msg);
+		    "%s (a long-running program reads the configuration again "
+		    "when the file changes: after the fix, touch %s)",
+		    c->mailbox, acct->match, acct->load_err.msg,
+		    c->ld->cfg->path);
 	if ((r = oa2_token_get(acct, &lg, &tok, NULL, &err)) != 0)
 		return fail(utils, sasl_code(r), "no token for %s (account "
 		    "%s): %s", c->mailbox, acct->match, err.msg);

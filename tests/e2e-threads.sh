@@ -6,7 +6,8 @@
 #    it still waits: no lock is held across someone else's request;
 #  - a config file that breaks while the host runs is parsed once, and
 #    its error logged once, until it changes again; one broken from the
-#    start is read once, not on every login.
+#    start is read once, not on every login; a chmod that fixes the
+#    file or a directory on its path is noticed.
 # Judged by the order of events and by counts, never by the clock.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -79,4 +80,22 @@ check "a config broken from the start fails each login with its sentence" \
 	[ "$(grep -c "^login $USER1: failed: .*$CONF:2: syntax error" "$T/broken.out")" = 5 ]
 check "and is read once, not on every login" grep -qx 'opened: 1' "$T/broken.out"
 [ $nfail = 0 ] || cat "$T/broken.out"
+
+# The fix a sentence names (chmod of the file, or of a directory on its
+# path) is noticed by a running host, though the contents are the same.
+write_config
+chmod 664 "$CONF"
+threads chmod "$USER1" "$CONF" 600 2 > "$T/chmod.out" 2>&1 || true
+check "a group-writable config is refused" \
+	grep -q "^login $USER1: failed: .*writable by group or others" "$T/chmod.out"
+check "after chmod 600 the running host logs in" \
+	[ "$(grep -c "^login $USER1: ok" "$T/chmod.out")" = 2 ]
+chmod 775 "$T/etc"
+threads chmod "$USER1" "$T/etc" 755 2 > "$T/chmoddir.out" 2>&1 || true
+chmod 755 "$T/etc"
+check "a config in a group-writable directory is refused" \
+	grep -q "^login $USER1: failed: .*$T/etc" "$T/chmoddir.out"
+check "after chmod 755 of the directory the running host logs in" \
+	[ "$(grep -c "^login $USER1: ok" "$T/chmoddir.out")" = 2 ]
+[ $nfail = 0 ] || cat "$T/chmod.out" "$T/chmoddir.out"
 finish

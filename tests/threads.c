@@ -21,6 +21,10 @@
  *	Logs in N times as USER with FILE broken from the start and
  *	prints how often FILE was opened ("opened: K").
  *
+ *   threads --conf FILE chmod USER PATH MODE N
+ *	Logs in as USER, changes PATH (FILE or a directory above it) to
+ *	the octal MODE, then logs in N more times.
+ *
  * The config is named through the SASL option oauth2_config. open() is
  * interposed (the program is linked with -export-dynamic) to count the
  * opens of FILE: the plugin reads its configuration with open().
@@ -177,7 +181,8 @@ usage(void)
 	fprintf(stderr, "usage: threads --conf FILE wait HANGUSER MARKER "
 	    "USER...\n"
 	    "       threads --conf FILE reload USER BROKEN N\n"
-	    "       threads --conf FILE broken USER N\n");
+	    "       threads --conf FILE broken USER N\n"
+	    "       threads --conf FILE chmod USER PATH MODE N\n");
 	return 2;
 }
 
@@ -247,6 +252,10 @@ copy_file(const char *from, const char *to)
 	return r;
 }
 
+/* chmod_path/chmod_mode: what run_logins changes after its first login */
+static const char *chmod_path;
+static mode_t chmod_mode;
+
 static int
 run_logins(const char *user, int n, const char *broken)
 {
@@ -254,11 +263,15 @@ run_logins(const char *user, int n, const char *broken)
 	int i;
 
 	l.user = user;
-	if (broken != NULL) {
+	if (broken != NULL || chmod_path != NULL) {
 		login(&l);
 		report(&l);
-		if (copy_file(broken, conf) == -1) {
+		if (broken != NULL && copy_file(broken, conf) == -1) {
 			perror(conf);
+			return 1;
+		}
+		if (chmod_path != NULL && chmod(chmod_path, chmod_mode) == -1) {
+			perror(chmod_path);
 			return 1;
 		}
 	}
@@ -301,6 +314,15 @@ main(int argc, char **argv)
 		if (*end != '\0' || n < 1 || n > 1000)
 			return usage();
 		r = run_logins(argv[4], (int)n, argc == 7 ? argv[5] : NULL);
+	} else if (strcmp(argv[3], "chmod") == 0 && argc == 8) {
+		n = strtol(argv[7], &end, 10);
+		if (*end != '\0' || n < 1 || n > 1000)
+			return usage();
+		chmod_path = argv[5];
+		chmod_mode = (mode_t)strtol(argv[6], &end, 8);
+		if (*end != '\0')
+			return usage();
+		r = run_logins(argv[4], (int)n, NULL);
 	} else
 		r = usage();
 	sasl_client_done();
