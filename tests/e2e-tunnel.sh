@@ -224,6 +224,11 @@ for u in "smtp $USER1:tunnel speaks imap or pop3" "--mech PLAIN imap $USER1:--me
 		sh -c "[ \$(cat '$O/usage.rc') = 64 ] && grep -qF -- '${u#*:}' '$O/usage.err' && [ ! -s '$O/usage.out' ]"
 done
 
+# fetchmail's %p may be a service name ("service imaps" in the rcfile)
+run svc tunnel --ca-file "$T/ca.pem" imap "$USER1" 127.0.0.1 imaps
+check "a port given as a service name (imaps) means 993" \
+	sh -c "[ \$(cat '$O/svc.rc') != 64 ] && grep -q '^\\* BYE .*127\\.0\\.0\\.1:993' '$O/svc.out'"
+
 # --- faults --------------------------------------------------------------
 run noacct tunnel --ca-file "$T/ca.pem" imap nobody@fabrikam.com "$IMAPS"
 expect noacct 67 "\\* BYE" "no account in $CONF matches mailbox nobody@fabrikam.com" \

@@ -1078,7 +1078,8 @@ parse_server(struct tun *t, const char *arg, const char *portarg)
 	    "pop3";
 	size_t hlen, k = strlen(name);
 	int scheme = -1;	/* -1 none, 0 STARTTLS, 1 implicit TLS */
-	char *end;
+	struct servent *se;
+	const char *end;
 	long v;
 
 	if (strncasecmp(arg, name, k) == 0 && strncmp(arg + k, "://", 3) == 0)
@@ -1110,7 +1111,12 @@ parse_server(struct tun *t, const char *arg, const char *portarg)
 		port = portarg;
 	if (port != NULL) {
 		errno = 0;
-		v = strtol(port, &end, 10);
+		v = strtol(port, (char **)&end, 10);
+		/* a service name too: fetchmail's %p may be "imaps" */
+		if ((errno != 0 || end == port || *end != '\0') &&
+		    isalpha((unsigned char)*port) &&
+		    (se = getservbyname(port, "tcp")) != NULL)
+			v = ntohs((unsigned short)se->s_port), end = "";
 		if (errno != 0 || end == port || *end != '\0' || v < 1 ||
 		    v > 65535)
 			return -1;
