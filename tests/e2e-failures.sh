@@ -47,11 +47,20 @@ tokend_mode token_type_mac
 expect_error "a token that is not Bearer" "token_type other than Bearer"
 tokend_mode hang
 sed -i 's/timeout = [0-9]*;/timeout = 2;/' "$CONF"
-start=$(date +%s%N)
 expect_error "an endpoint that never answers: bounded by timeout" \
 	"no answer from the token endpoint 127.0.0.1:$TOKEND_PORT within 2 seconds"
-# the product's promise, timeout + 1 s, plus SLACK s to start saslclient (tests/lib.sh)
-check "and within timeout + 1 s" [ $(( ($(date +%s%N) - start) / 1000000 )) -le $(( (2 + 1 + SLACK) * 1000 )) ]
+# The product's promise, timeout + 1 s, timed from the plugin's
+# "requesting a token" line to its sentence, each line stamped as it
+# came (saslclient's start, seconds with the sanitizers or valgrind on a
+# busy machine, is not the plugin's doing), plus SLACK s (tests/lib.sh)
+# for the lines to be read.
+{ SASLCLIENT_DEBUG=1 saslclient -m XOAUTH2 -u "$USER1" 2>&1 || true; } |
+	while IFS= read -r l; do printf '%s %s\n' "$(($(date +%s%N) / 1000000))" "$l"; done > "$T/hang.times"
+t1=$(sed -n 's/^\([0-9]*\) .*requesting a token for client_id.*/\1/p' "$T/hang.times" | head -n 1)
+t2=$(sed -n 's/^\([0-9]*\) saslclient: .*within 2 seconds.*/\1/p' "$T/hang.times" | tail -n 1)
+ms=$(( ${t2:-0} - ${t1:-0} ))
+[ -n "$t1" ] && [ -n "$t2" ] || ms=999999
+check "and within timeout + 1 s ($ms ms after the request began)" [ "$ms" -le $(( (2 + 1 + SLACK) * 1000 )) ]
 tokend_mode ""
 
 # A token the server refuses: the plugin answers the challenge; the
