@@ -97,7 +97,7 @@ expect rc 0 out "stale file(s) from $S/uid-0" "cache clear (root): stale files g
 check "cache clear (root): uid-0 is empty" [ -z "$(ls -A "$S/uid-0")" ]
 
 # --- what check-config refuses, and says ------------------------------
-rmdir "$S/uid-0"
+rm -rf "$S/uid-0"
 setpriv --reuid=nobody --regid="$NGROUP" --clear-groups mkdir -m 700 "$S/uid-0"
 run ccpre root check-config
 expect ccpre 0 out "$S/uid-0 is owned by uid $NUID, not by uid 0" \
@@ -121,6 +121,66 @@ expect rcsym 77 err "$S/uid-0 is not a directory but a symbolic link: not cleari
 check "cache clear: nothing removed through the link" \
 	[ -f "$T/victim/0123456789abcdef0123456789abcdef.token" ]
 rm -f "$S/uid-0"
+# uid-0 missing: nothing to clear, nothing made, nothing outside touched
+run rcmiss root cache clear
+expect rcmiss 0 out "no cached token" "cache clear: a missing uid-0 holds nothing, exit 0"
+check "cache clear: a missing uid-0 is not made" [ ! -e "$S/uid-0" ]
+check "cache clear: a missing uid-0, nothing removed elsewhere" \
+	[ -f "$T/victim/0123456789abcdef0123456789abcdef.token" ]
+# the race: uid-0 swapped for a symlink right after cache clear checked it
+# (an LD_PRELOAD shim does it after the check's last look at uid-0, its
+# faccessat); the files are removed relative to the directory as opened,
+# never through the link
+run rprep root token "$USER1"
+key=$(ls "$S/uid-0" | sed -n 's/\.token$//p' | head -n 1)
+( umask 077; printf x > "$T/victim/$key.token"; printf x > "$T/victim/$key.lock" )
+cat > "$T/swap.c" <<'EOC'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int
+faccessat(int fd, const char *p, int mode, int flags)
+{
+	int (*real)(int, const char *, int, int) =
+	    (int (*)(int, const char *, int, int))dlsym(RTLD_NEXT, "faccessat");
+	const char *s = getenv("SWAP_DIR"), *to = getenv("SWAP_TO");
+	static int done;
+	char a[4096], b[4096];
+	int r = real(fd, p, mode, flags);
+
+	if (!done && s != NULL && to != NULL && strcmp(p, "uid-0") == 0) {
+		done = 1;
+		snprintf(a, sizeof(a), "%s/uid-0", s);
+		snprintf(b, sizeof(b), "%s/uid-0.moved", s);
+		if (rename(a, b) != 0 || symlink(to, a) != 0)
+			abort();
+	}
+	return r;
+}
+EOC
+if [ -n "$key" ] && ${CC:-cc} -shared -fPIC -o "$T/swap.so" "$T/swap.c" -ldl 2>/dev/null; then
+	set +e
+	# shellcheck disable=SC2086
+	timeout $((60 * SLOW)) env LD_PRELOAD="${SAN_PRELOAD:+$SAN_PRELOAD }$T/swap.so" \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+		SWAP_DIR="$S" SWAP_TO="$T/victim" $VALGRIND "$TOOL" -c "$CONF" cache clear \
+		> "$O/rcrace.out" 2> "$O/rcrace.err" </dev/null
+	echo $? > "$O/rcrace.rc"
+	set -e
+	check "race: uid-0 was swapped for a symlink during cache clear" [ -L "$S/uid-0" ]
+	expect rcrace 77 err "$S/uid-0: not a directory but a symbolic link or a file: not clearing it" \
+		"race: cache clear refuses the uid-0 swapped in after its check"
+	check "race: nothing removed through the link" sh -c "[ -f '$T/victim/$key.token' ] &&
+		[ -f '$T/victim/$key.lock' ] && [ -f '$T/victim/0123456789abcdef0123456789abcdef.token' ]"
+	rm -f "$S/uid-0"
+	mv "$S/uid-0.moved" "$S/uid-0"
+else
+	echo "ok - # SKIP race: no C compiler for the LD_PRELOAD shim"
+fi
+rm -rf "$S/uid-0"
 chmod 0777 "$S"
 run ccopen nobody check-config
 expect ccopen 0 out "$S is writable by group or others without the sticky bit (mode 0777): run chmod 1733 $S" \

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -560,17 +561,113 @@ is_cache_name(const char *name)
 }
 
 /*
+ * Open the directory holding the cache files of cache_dir dir, never
+ * through a symbolic link: dir itself when private, else its "uid-N"
+ * opened relative to dir's descriptor (docs/cache.md, "The
+ * directory"); each is checked on its descriptor against the rule the
+ * plugin applies, so whatever replaces a name after oa2_cache_check is
+ * either refused or not reached. Returns the descriptor (the caller
+ * closes it) and the directory's name in *name (a new string); -1 with
+ * *name NULL when there is nothing there (dir or uid-N missing); -1
+ * with *name set and the sentence in err when it is not used.
+ */
+static int
+cache_dir_open(const char *dir, char **name, struct oa2_error *err)
+{
+	struct stat st;
+	char sub[32];
+	int top, fd = -1;
+	uid_t euid = geteuid();
+
+	*name = NULL;
+	/* O_PATH: a shared 1733 directory cannot be read, only searched */
+	if ((top = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return -1;
+		if ((*name = strdup(dir)) != NULL)
+			oa2_seterr(err, OA2_ERR_CACHE, "cannot open token "
+			    "cache directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (fstat(top, &st) == -1)
+		goto fail_top;
+	if (st.st_uid == euid && (st.st_mode & S_ISVTX) == 0) {
+		/* private: the files lie in dir itself */
+		if ((st.st_mode & 077) != 0) {
+			errno = EPERM;
+			goto fail_top;
+		}
+		fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd == -1)
+			goto fail_top;
+		close(top);
+		if ((*name = strdup(dir)) == NULL) {
+			close(fd);
+			oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+			return -1;
+		}
+		return fd;
+	}
+	/* shared: only root or we may replace what lies in it */
+	if ((st.st_uid != 0 && st.st_uid != euid) ||
+	    ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)) {
+		errno = EPERM;
+		goto fail_top;
+	}
+	snprintf(sub, sizeof(sub), "uid-%lu", (unsigned long)euid);
+	fd = openat(top, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	close(top);
+	if (fd == -1 && errno == ENOENT)
+		return -1;	/* made on first use: nothing in it */
+	if (asprintf(name, "%s/%s", dir, sub) == -1) {
+		*name = NULL;
+		if (fd != -1)
+			close(fd);
+		oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		return -1;
+	}
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		oa2_seterr(err, OA2_ERR_CACHE, "cannot open token cache "
+		    "directory %s: %s", *name, errno == ELOOP ||
+		    errno == ENOTDIR ? "not a directory but a symbolic link "
+		    "or a file" : strerror(errno));
+		goto fail;
+	}
+	if (st.st_uid != euid || (st.st_mode & 077) != 0) {
+		oa2_seterr(err, OA2_ERR_CACHE, "token cache directory %s is "
+		    "not owned by uid %lu alone (owner uid %lu, mode %04o)",
+		    *name, (unsigned long)euid, (unsigned long)st.st_uid,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	return fd;
+ fail_top:
+	if ((*name = strdup(dir)) != NULL)
+		oa2_seterr(err, OA2_ERR_CACHE, "token cache directory %s "
+		    "changed since it was checked (%s)", dir, strerror(errno));
+	close(top);
+	return -1;
+ fail:
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+/*
  * `cache clear` without a mailbox: also the files of credentials no
  * longer in the config (an old secret, a removed account).
  */
-static void
+static int
 clear_stale(const struct oa2_config *cfg)
 {
 	struct oa2_error err;
 	struct dirent *de;
 	size_t i, j, n;
-	char *path, *d;
+	char *d;
 	DIR *dir;
+	int fd, ex = EX_OK;
 
 	for (i = 0; i < cfg->naccounts; i++) {
 		const char *cd = cfg->accounts[i].cache_dir;
@@ -581,29 +678,35 @@ clear_stale(const struct oa2_config *cfg)
 			if (cfg->accounts[j].cache_dir != NULL &&
 			    strcmp(cfg->accounts[j].cache_dir, cd) == 0)
 				break;
-		/* this user's files: a shared cache_dir's uid-N */
-		if (j < i || oa2_cache_check(cd, &err) != 0 ||
-		    (d = oa2_cache_dir(&cfg->accounts[i])) == NULL)
+		if (j < i || oa2_cache_check(cd, &err) != 0)
 			continue;
-		if ((dir = opendir(d)) == NULL) {
+		/* this user's files: a shared cache_dir's uid-N */
+		oa2_clearerr(&err);
+		if ((fd = cache_dir_open(cd, &d, &err)) == -1) {
+			if (d != NULL) {
+				warnx_("%s: not clearing it", err.msg);
+				ex = EX_NOPERM;
+			}
+			free(d);
+			continue;
+		}
+		if ((dir = fdopendir(fd)) == NULL) {
+			close(fd);
 			free(d);
 			continue;
 		}
 		n = 0;
-		while ((de = readdir(dir)) != NULL) {
-			if (!is_cache_name(de->d_name) ||
-			    asprintf(&path, "%s/%s", d, de->d_name) == -1)
-				continue;
-			if (unlink(path) == 0)
+		while ((de = readdir(dir)) != NULL)
+			if (is_cache_name(de->d_name) &&
+			    unlinkat(dirfd(dir), de->d_name, 0) == 0)
 				n++;
-			free(path);
-		}
 		closedir(dir);
 		if (n > 0)
 			printf("%-24s  removed %zu stale file(s) from %s\n",
 			    "(no account)", n, d);
 		free(d);
 	}
+	return ex;
 }
 
 static int
@@ -613,10 +716,10 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 	struct oa2_config *cfg = NULL;
 	struct oa2_account *only = NULL;
 	struct oa2_error err;
-	char t[64], d[32], *path, *lock;
+	char t[64], dur[32], name[40], *path, *d;
 	time_t exp, now = time(NULL);
-	size_t i, n;
-	int r, ex = EX_OK;
+	size_t i;
+	int fd, r, ex = EX_OK;
 
 	oa2_clearerr(&err);
 	if ((r = load_config(o, lg, &cfg, &err)) != 0) {
@@ -656,12 +759,27 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			continue;
 		}
 		if (strcmp(verb, "list") == 0) {
+			/* a missing uid-N holds nothing: not looked into */
+			if ((fd = cache_dir_open(a->cache_dir, &d, &err)) ==
+			    -1) {
+				if (d == NULL)
+					printf("%-24s  no cached token  %s\n",
+					    a->match, path);
+				else
+					printf("%-24s  memory only: %s\n",
+					    a->match, err.msg);
+				free(d);
+				free(path);
+				continue;
+			}
+			close(fd);
+			free(d);
 			r = oa2_cache_peek(a, &exp, &err);
 			if (r == 0 && exp != 0)
 				printf("%-24s  expires %s (%s)  %s\n", a->match,
 				    fmt_time(exp, t, sizeof(t)),
-				    fmt_duration((long)(exp - now), d,
-				    sizeof(d)), path);
+				    fmt_duration((long)(exp - now), dur,
+				    sizeof(dur)), path);
 			else if (r == OA2_ERR_DENIED)
 				printf("%-24s  %s  %s\n", a->match, err.msg,
 				    path);
@@ -676,27 +794,42 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			free(path);
 			continue;
 		}
-		/* clear: the token file and the lock beside it */
-		n = strlen(path);
-		if (n > 6 && strcmp(path + n - 6, ".token") == 0 &&
-		    asprintf(&lock, "%.*s.lock", (int)(n - 6), path) != -1) {
-			if (unlink(lock) == -1 && errno != ENOENT)
-				warnx_("cannot remove %s: %s", lock,
-				    strerror(errno));
-			free(lock);
+		/*
+		 * clear: the token file and the lock beside it, relative
+		 * to the directory as checked
+		 */
+		free(path);
+		oa2_clearerr(&err);
+		if ((fd = cache_dir_open(a->cache_dir, &d, &err)) == -1) {
+			if (d == NULL)
+				printf("%-24s  no cached token\n", a->match);
+			else {
+				warnx_("%s: not clearing it", err.msg);
+				ex = EX_NOPERM;
+			}
+			free(d);
+			continue;
 		}
-		if (unlink(path) == 0)
-			printf("%-24s  removed %s\n", a->match, path);
+		snprintf(name, sizeof(name), "%s.lock", a->cache_key);
+		if (unlinkat(fd, name, 0) == -1 && errno != ENOENT)
+			warnx_("cannot remove %s/%s: %s", d, name,
+			    strerror(errno));
+		snprintf(name, sizeof(name), "%s.token", a->cache_key);
+		if (unlinkat(fd, name, 0) == 0)
+			printf("%-24s  removed %s/%s\n", a->match, d, name);
 		else if (errno == ENOENT)
 			printf("%-24s  no cached token\n", a->match);
 		else {
-			warnx_("cannot remove %s: %s", path, strerror(errno));
+			warnx_("cannot remove %s/%s: %s", d, name,
+			    strerror(errno));
 			ex = EX_NOPERM;
 		}
-		free(path);
+		close(fd);
+		free(d);
 	}
-	if (only == NULL && strcmp(verb, "clear") == 0)
-		clear_stale(cfg);
+	if (only == NULL && strcmp(verb, "clear") == 0 &&
+	    (r = clear_stale(cfg)) != EX_OK)
+		ex = r;
 	oa2_config_free(&cfg);
 	if (fflush(stdout) != 0 || ferror(stdout))
 		return EX_IOERR;
