@@ -450,9 +450,24 @@ run tok3 token "$USER1"
 check "after cache clear, token asks the endpoint again" [ "$(token_requests)" = $((n + 1)) ]
 # the token file of development builds before 0.1.0, no longer read
 ( umask 077; printf '{"version":1}' > "$T/cache/0123456789abcdef0123456789abcdef.json" )
+# a process holds a credential's flock (it is asking the endpoint) while
+# cache clear runs: the lock file stays, the same inode, so that the next
+# process waits on that lock and does not ask a second time meanwhile
+run refill2 token "$USER1"
+key=$(ls "$T/cache" | sed -n 's/\.token$//p' | head -n 1)
+rm -f "$O/held"
+flock "$T/cache/$key.lock" sh -c "echo \$\$ > '$O/held.tmp'; mv '$O/held.tmp' '$O/held'; exec sleep $((60 * SLOW))" &
+holder=$!
+i=0
+while [ ! -f "$O/held" ] && [ $i -lt $((200 * SLOW)) ]; do sleep 0.1; i=$((i + 1)); done
+ino=$(stat -c %i "$T/cache/$key.lock")
 run clearall cache clear
-check "cache clear: exit 0, every token and lock file gone (stale and old ones too)" \
-	sh -c "[ $(rc clearall) = 0 ] && [ -z \"\$(ls '$T/cache')\" ]"
+check "cache clear: exit 0, every token file gone (stale and old ones too), the lock files stay" \
+	sh -c "[ $(rc clearall) = 0 ] && [ -z \"\$(ls '$T/cache' | grep -v '\\.lock\$')\" ] && [ -f '$T/cache/$key.lock' ]"
+check "cache clear: a lock file held by another process keeps its inode" \
+	[ "$(stat -c %i "$T/cache/$key.lock" 2>/dev/null)" = "$ino" ]
+kill "$(cat "$O/held")" "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
 expect clearall 0 out "stale file(s) from $T/cache" "cache clear: says it removed stale files"
 run clearnouser cache clear nobody@nowhere.test
 expect clearnouser 67 err "no account in $CONF matches mailbox nobody@nowhere.test" "cache clear: unknown mailbox, 67"

@@ -542,9 +542,11 @@ cmd_thumbprint(const char *path)
 /* ---- cache ----------------------------------------------------------- */
 
 /*
- * "0123...ef.token" or ".lock": a file the token cache made (".json":
- * the token file of development builds before 0.1.0, which the plugin
- * no longer reads and `cache clear` removes).
+ * "0123...ef.token": a file the token cache made (".json": the token
+ * file of development builds before 0.1.0, which the plugin no longer
+ * reads and `cache clear` removes). A "KEY.lock" is never removed: a
+ * process may hold its flock, and a new lock file beside it would let
+ * a second process ask the token endpoint meanwhile (it is empty).
  */
 static int
 is_cache_name(const char *name)
@@ -556,8 +558,7 @@ is_cache_name(const char *name)
 		    isupper((unsigned char)name[i]))
 			return 0;
 	return strcmp(name + 32, ".token") == 0 ||
-	    strcmp(name + 32, ".json") == 0 ||
-	    strcmp(name + 32, ".lock") == 0;
+	    strcmp(name + 32, ".json") == 0;
 }
 
 /*
@@ -795,8 +796,8 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			continue;
 		}
 		/*
-		 * clear: the token file and the lock beside it, relative
-		 * to the directory as checked
+		 * clear: the token file, relative to the directory as
+		 * checked; never the lock file (see is_cache_name)
 		 */
 		free(path);
 		oa2_clearerr(&err);
@@ -810,10 +811,6 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			free(d);
 			continue;
 		}
-		snprintf(name, sizeof(name), "%s.lock", a->cache_key);
-		if (unlinkat(fd, name, 0) == -1 && errno != ENOENT)
-			warnx_("cannot remove %s/%s: %s", d, name,
-			    strerror(errno));
 		snprintf(name, sizeof(name), "%s.token", a->cache_key);
 		if (unlinkat(fd, name, 0) == 0)
 			printf("%-24s  removed %s/%s\n", a->match, d, name);
