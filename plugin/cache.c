@@ -694,6 +694,20 @@ wall_ns(void)
 }
 
 /*
+ * Whether a failure recorded at failed_at (wall clock, ns) is the
+ * outcome of a request made while a call that began at start waited:
+ * after start, and not in the future. A failure stamped before the
+ * clock was set back (an NTP step, a restored VM snapshot) would
+ * otherwise look newer than every later call, and since nobody asks
+ * again nobody would replace it.
+ */
+static int
+waited_for(long long failed_at, long long start)
+{
+	return failed_at > start && failed_at <= wall_ns();
+}
+
+/*
  * The moment a wait that begins now gives up: timeout seconds and a
  * half later, on the monotonic clock. Whoever holds the lock is itself
  * bounded by timeout, so every caller has its answer within timeout +
@@ -935,7 +949,7 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 				    err);
 				goto out;
 			}
-			if (disk.failed_at > start) {
+			if (waited_for(disk.failed_at, start)) {
 				r = take_failure(acct, lg, disk.failed_code,
 				    disk.failed, now, &disk.tok, out, err);
 				*fetched = disk.fetched_at;
@@ -1050,7 +1064,7 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		goto out;
 	}
 	/* a thread of ours asked, and failed, while we waited */
-	if (acct->failed_at > start) {
+	if (waited_for(acct->failed_at, start)) {
 		r = take_failure(acct, lg, acct->failed_code, acct->failed,
 		    now, &acct->mem, out, err);
 		goto out;
