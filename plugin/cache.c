@@ -424,7 +424,7 @@ struct entry {
 	char	config_id[80];
 	char	refused[OA2_ERRMSG_MAX];
 	long long failed_at;		/* wall clock, ns; 0: none */
-	int	failed_code;		/* OA2_ERR_NETWORK or _TRANSIENT */
+	int	failed_code;		/* one of kept_failure()'s codes */
 	char	failed[OA2_ERRMSG_MAX];
 	int	corrupt;		/* the file exists but is invalid */
 };
@@ -444,11 +444,32 @@ entry_clear(struct entry *e)
 }
 
 /*
+ * The codes of a failure kept for the callers that waited for its
+ * request (see take_failure): whatever the endpoint's answer (or its
+ * absence) says about every such call, not out of memory or a bug.
+ */
+static int
+kept_failure(int code)
+{
+	return code == OA2_ERR_NETWORK || code == OA2_ERR_TRANSIENT ||
+	    code == OA2_ERR_CONFIG || code == OA2_ERR_RESPONSE ||
+	    code == OA2_ERR_CREDENTIAL || code == OA2_ERR_DENIED;
+}
+
+/* Whether a failure with this code may be answered with a stale token. */
+static int
+transient(int code)
+{
+	return code == OA2_ERR_NETWORK || code == OA2_ERR_TRANSIENT;
+}
+
+/*
  * Read the cache file into e. Its first line is a JSON object: "version"
  * 1, "account" (for people), and one or more of a token ("expires_at",
  * "token_length", and "fetched_at" when known), a remembered refusal
- * ("refused", "retry_at", "config"), a transient failure ("failed",
- * "failed_at", "failed_code"); the token's own bytes follow the line. The token stays out of the JSON
+ * ("refused", "retry_at", "config"), the failure of the last request
+ * ("failed", "failed_at", "failed_code"); the token's own bytes follow
+ * the line. The token stays out of the JSON
  * so that it never passes through jansson, which can neither wipe the
  * buffers it lexes into nor be told to without touching the host
  * application's jansson, and because lexing it there was most of what a
@@ -503,8 +524,9 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	if ((fl != NULL || flat != NULL || flc != NULL) &&
 	    (!json_is_string(fl) || json_string_length(fl) == 0 ||
 	    !json_is_integer(flat) || json_integer_value(flat) <= 0 ||
-	    (json_integer_value(flc) != OA2_ERR_NETWORK &&
-	    json_integer_value(flc) != OA2_ERR_TRANSIENT)))
+	    !json_is_integer(flc) ||
+	    !kept_failure((int)json_integer_value(flc)) ||
+	    json_integer_value(flc) != (int)json_integer_value(flc)))
 		goto out;
 	if (exp != NULL || tlen != NULL ? !json_is_integer(exp) ||
 	    json_integer_value(exp) <= 0 || !json_is_integer(tlen) ||
@@ -827,10 +849,12 @@ use_stale(const struct oa2_account *acct, const struct oa2_log *lg,
 }
 
 /*
- * Ask the endpoint. A new token: *fetched is now. A transient failure
- * (network, 429, 5xx, after token.c's one retry): its code and sentence
- * into *failed (code 0 otherwise), for the callers that waited for this
- * request, and a still-valid stale token is used if there is one.
+ * Ask the endpoint. A new token: *fetched is now. A failure: its code
+ * and sentence into *failed (code 0 otherwise), for the callers that
+ * waited for this request (they take it rather than ask again), except
+ * a refusal that remember() keeps for failure_backoff; and after a
+ * transient one (network, 429, 5xx, after token.c's one retry) a
+ * still-valid stale token is used if there is one.
  */
 static int
 fetch(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
@@ -844,12 +868,13 @@ fetch(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 		*fetched = time(NULL);
 		return OA2_OK;
 	}
-	if (r != OA2_ERR_NETWORK && r != OA2_ERR_TRANSIENT)
+	if (!kept_failure(r) || (r == OA2_ERR_DENIED &&
+	    acct->failure_backoff > 0))
 		return r;
 	failed->code = r;
 	oa2_sanitize(failed->msg, sizeof(failed->msg), err->msg,
 	    strlen(err->msg), sizeof(failed->msg) - 1);
-	if (!use_stale(acct, lg, err->msg, now, stale, out))
+	if (!transient(r) || !use_stale(acct, lg, err->msg, now, stale, out))
 		return r;
 	oa2_clearerr(err);
 	return OA2_OK;
@@ -857,11 +882,12 @@ fetch(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 
 /*
  * The outcome of the request that another thread or process made while
- * this call waited for the lock (it failed transiently after `start`,
- * when this call began): taken as ours instead of asking again, the
- * stale token if it is still usable, else the same failure. A call that
- * begins after a failure asks again: transient failures are kept for
- * the waiters of that one request, never longer.
+ * this call waited for the lock (it failed after `start`, when this
+ * call began): taken as ours instead of asking again, the stale token
+ * if the failure was transient and the token is still usable, else the
+ * same failure (code and sentence). A call that begins after a failure
+ * asks again: failures are kept for the waiters of that one request,
+ * never longer (a refusal is remembered apart, for failure_backoff).
  */
 static int
 take_failure(const struct oa2_account *acct, const struct oa2_log *lg,
@@ -869,7 +895,7 @@ take_failure(const struct oa2_account *acct, const struct oa2_log *lg,
     const struct oa2_token *stale, struct oa2_token *out,
     struct oa2_error *err)
 {
-	if (use_stale(acct, lg, sentence, now, stale, out))
+	if (transient(code) && use_stale(acct, lg, sentence, now, stale, out))
 		return OA2_OK;
 	return oa2_seterr(err, code, "%.*s (asked by another process or "
 	    "thread at the same time)", OA2_ERRMSG_MAX - 64, sentence);
