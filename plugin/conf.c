@@ -226,10 +226,24 @@ find_ca(const struct oa2_config *cfg, dev_t dev, ino_t ino)
 	return NULL;
 }
 
+/* The sentence in ld->err about ca_file s (NULL: inherited), located. */
+static int
+ca_fail(struct loader *ld, const config_setting_t *s, int r)
+{
+	if (s != NULL)
+		return fail_wrap(ld, s, r);
+	return fail(ld, NULL, r, "ca_file: %s", ld->err->msg);
+}
+
 /*
  * The CA bundle for path, read once per config and shared: one file
  * named through several paths (symbolic links, "./", "//") is one
- * device and inode, and one copy in memory.
+ * device and inode, and one copy in memory. A ca_file decides who may
+ * receive the client secret: it is held to the rule of the config
+ * itself (oa2_check_safe_path: owned by root or the effective user,
+ * and so the directories on its path, none writable by others); being
+ * readable by others is fine. The system bundle used without a
+ * ca_file (explicit_ 0) is not checked.
  */
 static int
 load_ca(struct loader *ld, const config_setting_t *s, const char *path,
@@ -244,8 +258,13 @@ load_ca(struct loader *ld, const config_setting_t *s, const char *path,
 
 	*out = NULL;
 	if (stat(path, &st) == 0 &&
-	    (*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL)
-		return OA2_OK;
+	    (*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL) {
+		if (!explicit_ || (r = oa2_check_safe_path(path, &st,
+		    "CA file", ld->err)) == 0)
+			return OA2_OK;
+		*out = NULL;
+		return ca_fail(ld, s, r);
+	}
 	if (!explicit_ && access(path, F_OK) == -1)
 		return OA2_OK;	/* no system bundle: libcurl's default */
 	/* Accounts point into the array: it is sized for all of them. */
@@ -253,10 +272,12 @@ load_ca(struct loader *ld, const config_setting_t *s, const char *path,
 		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
 		    "too many CA files");
 	if ((r = oa2_read_file_st(path, "CA file", 0, MAX_CA_SIZE, &data,
-	    &len, &st, ld->err)) != 0) {
-		if (s != NULL)
-			return fail_wrap(ld, s, r);
-		return fail(ld, NULL, r, "ca_file: %s", ld->err->msg);
+	    &len, &st, ld->err)) != 0)
+		return ca_fail(ld, s, r);
+	if (explicit_ && (r = oa2_check_safe_path(path, &st, "CA file",
+	    ld->err)) != 0) {
+		free(data);
+		return ca_fail(ld, s, r);
 	}
 	/* The file may have been replaced since the stat above. */
 	if ((*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL) {
@@ -815,6 +836,7 @@ oa2_config_free(struct oa2_config **cfgp)
 		oa2_freezero_str(&a->client_secret);
 		oa2_cert_free(&a->cert);
 		oa2_token_clear(&a->mem);
+		pthread_mutex_destroy(&a->lock);
 	}
 	free(cfg->accounts);
 	for (i = 0; i < cfg->ncas; i++) {

@@ -146,6 +146,24 @@ if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
 	chown root "$T/evil"
 	run ccevilok -c "$T/evil/sasl-oauth2.conf" check-config
 	expect ccevilok 0 out "OK    *@contoso.com" "owned by root again, it passes"
+	# root's config names a CA file another user owns: that user could
+	# put their own CA in it and receive the client secret
+	mkdir "$T/cadmin"
+	cp "$T/ca.pem" "$T/cadmin/ca.pem"
+	chown nobody "$T/cadmin/ca.pem"
+	sed "s|$T/ca.pem|$T/cadmin/ca.pem|" "$CONF" > "$T/evil/ca.conf"
+	chmod 600 "$T/evil/ca.conf"
+	run ccevilca -c "$T/evil/ca.conf" check-config
+	expect ccevilca 78 err "CA file $T/cadmin/ca.pem is owned by nobody" \
+		"as root, a ca_file owned by nobody is refused"
+	expect ccevilca 78 err "run chown root $T/cadmin/ca.pem" "with the chown that fixes it"
+	n=$(token_requests)
+	run tokevilca -c "$T/evil/ca.conf" token "$USER1"
+	expect tokevilca 78 err "CA file $T/cadmin/ca.pem is owned by nobody" "sasl-oauth2 token refuses it"
+	check "and asked the endpoint nothing" [ "$(token_requests)" = "$n" ]
+	chown root "$T/cadmin/ca.pem"
+	run ccevilcaok -c "$T/evil/ca.conf" check-config
+	expect ccevilcaok 0 out "OK    *@contoso.com" "the ca_file owned by root again (mode 0644), it passes"
 	# nobody may keep a config of their own in a directory of their own
 	mkdir "$T/own"
 	cp "$CONF" "$T/own/sasl-oauth2.conf"

@@ -540,6 +540,85 @@ safe_path(void)
 		abort();
 }
 
+/* Load conf: its error, or its one account's when that is broken. */
+static int
+load_one(struct oa2_error *err)
+{
+	struct oa2_config *cfg = NULL;
+	int r;
+
+	if ((r = oa2_config_load(conf, NULL, &cfg, err)) != 0)
+		return r;
+	if (cfg->naccounts == 1 && cfg->accounts[0].broken) {
+		*err = cfg->accounts[0].load_err;
+		r = err->code != 0 ? err->code : OA2_ERR_CONFIG;
+	}
+	oa2_config_free(&cfg);
+	return r;
+}
+
+/*
+ * A ca_file decides who may receive the client secret: held to the
+ * config's rule (owner root or the effective user, so the directories
+ * on its path, none writable by others); readable by others is fine.
+ */
+static void
+ca_owner(void)
+{
+	struct oa2_error err;
+	struct passwd *pw = getpwnam("nobody");
+	char text[2048], sub[300], subca[340], want[1400];
+
+	snprintf(sub, sizeof(sub), "%s/cadir", dir);
+	snprintf(subca, sizeof(subca), "%s/ca.pem", sub);
+	mkdir(sub, 0755);
+	put(subca, "-----BEGIN CERTIFICATE-----\nMIIB\n"
+	    "-----END CERTIFICATE-----\n", 0644);
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { cache_dir = \"\"; };\n"
+	    "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = "
+	    "\"c\";\n  ca_file = \"%s\";\n  client_secret_file = \"%s\"; "
+	    "} );\n", subca, secret);
+	put(conf, text, 0600);
+	ok(load_one(&err) == 0,
+	    "a root-owned 0644 ca_file loads");
+	chmod(subca, 0664);
+	ok(load_one(&err) == OA2_ERR_CONFIG,
+	    "a group-writable ca_file is refused");
+	snprintf(want, sizeof(want), "%s:4: ca_file: CA file %s is writable "
+	    "by group or others (mode 0664): run chmod go-w %s", conf, subca,
+	    subca);
+	has_str(err.msg, want, "the sentence names the file and the chmod");
+	chmod(subca, 0644);
+	if (geteuid() != 0 || pw == NULL) {
+		printf("ok %d # SKIP ownership needs root and user nobody\n",
+		    ++tap_n);
+		return;
+	}
+	/* The attack: another user's CA decides where the secret goes. */
+	if (chown(subca, pw->pw_uid, pw->pw_gid) != 0)
+		abort();
+	ok(load_one(&err) == OA2_ERR_CONFIG,
+	    "a ca_file owned by nobody is refused");
+	snprintf(want, sizeof(want), "CA file %s is owned by nobody (uid "
+	    "%lu), not by root or by the user reading it", subca,
+	    (unsigned long)pw->pw_uid);
+	has_str(err.msg, want, "the sentence names the file and its owner");
+	snprintf(want, sizeof(want), "run chown root %s", subca);
+	has_str(err.msg, want, "and the chown that fixes it");
+	if (chown(subca, 0, 0) != 0 || chown(sub, pw->pw_uid, 0) != 0)
+		abort();
+	ok(load_one(&err) == OA2_ERR_CONFIG,
+	    "a root ca_file in a directory owned by nobody is refused");
+	snprintf(want, sizeof(want), "directory %s (on the path of CA file "
+	    "%s) is owned by nobody", sub, subca);
+	has_str(err.msg, want, "the sentence names the directory");
+	if (chown(sub, 0, 0) != 0)
+		abort();
+	ok(load_one(&err) == 0,
+	    "owned by root again: loads");
+}
+
 int
 main(void)
 {
@@ -706,6 +785,7 @@ main(void)
 	cert_buffer_wiped(have_openssl);
 	ca_dedup();
 	safe_path();
+	ca_owner();
 
 	snprintf(want, sizeof(want), "rm -rf %s", dir);
 	if (system(want) != 0)
