@@ -761,7 +761,8 @@ ns_left(const struct timespec *d)
 }
 
 /*
- * Take acct's mutex, giving up at deadline d: 0, or an errno value
+ * Take acct's mutex, giving up at deadline d (monotonic, so that a
+ * clock set forward or back does not move it): 0, or an errno value
  * (ETIMEDOUT). One token request at a time per account: the accounts
  * that share a credential share its lock file too, and a login for
  * another account never waits for this one.
@@ -769,16 +770,7 @@ ns_left(const struct timespec *d)
 static int
 acct_lock(struct oa2_account *acct, const struct timespec *d)
 {
-	struct timespec abs;
-	long long ns;
-
-	if (pthread_mutex_trylock(&acct->lock) == 0)
-		return 0;
-	clock_gettime(CLOCK_REALTIME, &abs);
-	ns = ns_left(d) + abs.tv_nsec;
-	abs.tv_sec += (time_t)(ns / 1000000000LL);
-	abs.tv_nsec = (long)(ns % 1000000000LL);
-	return pthread_mutex_timedlock(&acct->lock, &abs);
+	return pthread_mutex_clocklock(&acct->lock, CLOCK_MONOTONIC, d);
 }
 
 #define LOCK_NONE	-1	/* no lock file: go on without it */
