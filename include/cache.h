@@ -30,7 +30,8 @@ struct oa2_account;
  * same sentence and "(remembered; next attempt in N s)". A different
  * credential has another cache file, a changed config file does not
  * honour the record, and `sasl-oauth2 cache clear` removes it.
- * Transient failures are never remembered.
+ * Any other failure (transient or not) is kept only for the callers
+ * that waited for its request, never for a call that begins after it.
  */
 int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err);
