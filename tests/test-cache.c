@@ -971,8 +971,7 @@ test_hanging_endpoint(void)
 				code = 0;
 			else
 				code = strcmp(err.msg, "stub failure") == 0 ? 2 : 3;
-			/* timeout + 1 s, and 1 s (slow builds more) for a
-			 * busy machine's scheduling */
+			/* timeout + 1 s, + 1 s (slow builds more): load */
 			if (mono() - t0 > to + 1 + slow())
 				code |= 4;
 			_exit(code);
