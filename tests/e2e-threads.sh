@@ -36,7 +36,7 @@ while not os.path.exists(sys.argv[3]):
         pass
 PY
 PIDS="$PIDS $!"
-i=0; while [ ! -s "$T/hang.port" ]; do i=$((i + 1)); [ $i -lt 100 ]; sleep 0.1; done
+i=0; while [ ! -s "$T/hang.port" ]; do i=$((i + 1)); [ $i -lt $((300 * SLOW)) ]; sleep 0.1; done
 HANG_PORT=$(cat "$T/hang.port")
 # the long timeout only bounds the test: the endpoint is stopped as
 # soon as the other logins are done
