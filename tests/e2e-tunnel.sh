@@ -224,6 +224,19 @@ for u in "smtp $USER1:tunnel speaks imap or pop3" "--mech PLAIN imap $USER1:--me
 		sh -c "[ \$(cat '$O/usage.rc') = 64 ] && grep -qF -- '${u#*:}' '$O/usage.err' && [ ! -s '$O/usage.out' ]"
 done
 
+# A control character in the server name (OAUTHBEARER carries it) or the
+# mailbox: refused as a usage error before any token is asked for.
+reqs=$(token_requests)
+run ctl-host tunnel --ca-file "$T/ca.pem" --mech OAUTHBEARER imap "$USER1" "$(printf 'h\001x')"
+check "a control character in HOST (OAUTHBEARER): EX_USAGE, the sentence naming the server name" \
+	sh -c "[ \$(cat '$O/ctl-host.rc') = 64 ] && grep -qF 'the server name \"h' '$O/ctl-host.err' &&
+		grep -qF 'holds a control character (0x01' '$O/ctl-host.err' && ! grep -q 'out of memory' '$O/ctl-host.err'"
+run ctl-user tunnel --ca-file "$T/ca.pem" --mech OAUTHBEARER imap "$(printf 'user\001@contoso.com')" "$IMAPS"
+check "a control character in the mailbox: EX_USAGE, the sentence naming the mailbox" \
+	sh -c "[ \$(cat '$O/ctl-user.rc') = 64 ] && grep -qF 'the mailbox \"user' '$O/ctl-user.err' &&
+		grep -qF 'holds a control character (0x01' '$O/ctl-user.err'"
+check "a control character in HOST or the mailbox: no token was asked for" [ "$(token_requests)" = "$reqs" ]
+
 # fetchmail's %p may be a service name ("service imaps" in the rcfile)
 run svc tunnel --ca-file "$T/ca.pem" imap "$USER1" 127.0.0.1 imaps
 check "a port given as a service name (imaps) means 993" \

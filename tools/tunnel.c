@@ -498,6 +498,7 @@ sasl_b64(struct tun *t, const char *token)
 {
 	char *resp = NULL, *b64;
 	size_t rlen = 0, blen;
+	struct oa2_error err;
 	int r;
 
 	if (strcasecmp(t->mech, "OAUTHBEARER") == 0)
@@ -506,7 +507,19 @@ sasl_b64(struct tun *t, const char *token)
 	else
 		r = oa2_xoauth2_response(t->user, token, &resp, &rlen);
 	if (r != 0) {
-		fail(t, EX_OSERR, "out of memory");
+		/*
+		 * OA2_ERR_CONFIG: a control character in a field (the
+		 * mailbox and host were checked before the token).
+		 */
+		oa2_clearerr(&err);
+		if (r != OA2_ERR_CONFIG)
+			fail(t, EX_OSERR, "out of memory");
+		else if (oa2_wire_check("mailbox", t->user, &err) != OA2_OK ||
+		    oa2_wire_check("server name", t->host, &err) != OA2_OK)
+			fail(t, EX_USAGE, "%s", err.msg);
+		else
+			fail(t, EX_USAGE, "the %s response cannot carry the "
+			    "token: it holds a control character", t->mech);
 		return NULL;
 	}
 	blen = 4 * ((rlen + 2) / 3) + 1;
@@ -1156,12 +1169,12 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 	t->fd = -1;
 	t->ex = EX_OK;
 	t->user = argv[1];
-	for (glen = 0; t->user[glen] != '\0'; glen++)
-		if (iscntrl((unsigned char)t->user[glen])) {
-			free(t);
-			return usage("a mailbox holds no control characters");
-		}
-	if (glen == 0) {
+	oa2_clearerr(&err);
+	if (oa2_wire_check("mailbox", t->user, &err) != OA2_OK) {
+		free(t);
+		return usage("%s", err.msg);
+	}
+	if (*t->user == '\0') {
 		free(t);
 		return usage("tunnel takes a mailbox, not an empty word");
 	}
@@ -1190,6 +1203,11 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 		return usage("tunnel takes HOST[:PORT] or HOST PORT, not "
 		    "\"%s%s%s\"", argv[2], argc > 3 ? " " : "",
 		    argc > 3 ? argv[3] : "");
+	}
+	/* The host goes into the OAUTHBEARER response: checked before a token. */
+	if (oa2_wire_check("server name", t->host, &err) != OA2_OK) {
+		free(t);
+		return usage("%s", err.msg);
 	}
 	/* A client that goes away is an EPIPE, not a signal. */
 	(void)signal(SIGPIPE, SIG_IGN);
