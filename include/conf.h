@@ -64,7 +64,7 @@ struct oa2_account {
 	/* plugin/cache.c's own, one set per account (docs/cache.md) */
 	pthread_mutex_t	lock;		/* one token request at a time */
 	time_t	mem_fetched;		/* when mem came from the endpoint */
-	long long failed_at;		/* ns: a transient failure, kept */
+	long long failed_at;		/* ns: the last failure, kept */
 	int	failed_code;		/* for the threads that waited */
 	char	failed[OA2_ERRMSG_MAX];	/* for it (see cache.c) */
 };
