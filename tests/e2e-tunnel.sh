@@ -309,6 +309,46 @@ expect nostls-imap 69 "\\* BYE" "does not offer STARTTLS, and the tunnel never l
 expect nostls-pop3 69 "-ERR" "does not offer STLS (STARTTLS)" \
 	"STLS not offered (POP3): refused, EX_UNAVAILABLE"
 
+# A server that never stops talking (endless untagged lines after
+# CAPABILITY, endless CAPA lines; in the clear before STARTTLS, so that
+# the tunnel's reads never wait): the login deadline (30 s) still holds.
+# Both run at once; the guard is generous, nothing asserts a speed.
+cat > "$T/chatty.py" <<'PY'
+import socket, sys
+proto, portfile = sys.argv[1:3]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(2)
+open(portfile, "w").write(str(s.getsockname()[1]))
+while True:
+    c, _ = s.accept()
+    try:
+        if proto == "imap":
+            c.sendall(b"* OK hi\r\n")
+            c.recv(100)
+            burst = b"* OK x\r\n" * 65536
+        else:
+            c.sendall(b"+OK hi\r\n")
+            c.recv(100)
+            c.sendall(b"+OK\r\n")
+            burst = b"X-ENDLESS\r\n" * 65536
+        while True:
+            c.sendall(burst)
+    except Exception:
+        pass
+    c.close()
+PY
+pids=
+for p in imap pop3; do
+	serve "chatty-$p" "$PYTHON3" "$T/chatty.py" "$p" "$T/chatty-$p.port"
+	run "chatty-$p" tunnel --ca-file "$T/ca.pem" "$p" "$USER1" "$p://127.0.0.1:$SERVED_PORT" &
+	pids="$pids $!"
+done
+# shellcheck disable=SC2086
+wait $pids
+expect chatty-imap 75 "\\* BYE" "did not finish the IMAP login within 30 s" \
+	"a server streaming untagged lines for ever (IMAP): the login deadline holds, EX_TEMPFAIL"
+expect chatty-pop3 75 "-ERR" "did not finish the POP3 login within 30 s" \
+	"a server streaming CAPA lines for ever (POP3): the login deadline holds, EX_TEMPFAIL"
+
 # An untrusted certificate (no --ca-file: the test CA is not the system's).
 before=$(logins imap)
 run untrusted tunnel imap "$USER1" "$IMAPS"

@@ -253,6 +253,15 @@ read_line(struct tun *t)
 	char *nl;
 	size_t n;
 
+	/*
+	 * Every login loop reads a line per turn: the deadline holds for a
+	 * server that never stops talking (endless untagged lines or CAPA)
+	 * as for one that is silent.
+	 */
+	if (time(NULL) >= t->deadline)
+		return fail(t, EX_TEMPFAIL, "%s:%s did not finish the %s "
+		    "login within %d s", t->host, t->port, t->pname,
+		    TUN_LOGIN_TIMEOUT);
 	while ((nl = memchr(t->in, '\n', t->inlen)) == NULL)
 		if (io_read(t) != 0)
 			return -1;
