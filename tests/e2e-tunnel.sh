@@ -349,6 +349,47 @@ expect chatty-imap 75 "\\* BYE" "did not finish the IMAP login within 30 s" \
 expect chatty-pop3 75 "-ERR" "did not finish the POP3 login within 30 s" \
 	"a server streaming CAPA lines for ever (POP3): the login deadline holds, EX_TEMPFAIL"
 
+# A server whose capabilities after the login fill a whole line (16 KB),
+# and a long mailbox: the greeting keeps its "]" and CRLF (capabilities
+# that do not fit are left out, whole).
+cat > "$T/bigcaps.py" <<'PY'
+import socket, ssl, sys
+portfile, cert, key = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(2)
+open(portfile, "w").write(str(s.getsockname()[1]))
+caps = b"IMAP4rev1 IDLE" + b"".join(b" X-CAP%05d" % i for i in range(1470))
+while True:
+    c, _ = s.accept()
+    try:
+        c = ssl.SSLContext.wrap_socket(ctx, c, server_side=True)
+        f = c.makefile("rwb")
+        f.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 SASL-IR] hi\r\n"); f.flush()
+        f.readline()
+        f.write(b"A1 OK [CAPABILITY " + caps + b"] in\r\n"); f.flush()
+        f.readline()
+    except Exception:
+        pass
+    c.close()
+PY
+serve bigcaps "$PYTHON3" "$T/bigcaps.py" "$T/bigcaps.port" "$T/server.pem" "$T/server.key"
+longuser="$(printf '%0700d' 0 | tr 0 u)@contoso.com"
+run bigcaps tunnel --ca-file "$T/ca.pem" imap "$USER1" "127.0.0.1:$SERVED_PORT"
+run bigcaps-user tunnel --ca-file "$T/ca.pem" imap "$longuser" "127.0.0.1:$SERVED_PORT"
+# greeting_whole NAME: exit 0, and the first line is the whole greeting
+greeting_whole() {
+	[ "$(cat "$O/$1.rc")" = 0 ] || return 1
+	head -n 1 "$O/$1.out" > "$O/$1.first"
+	grep -q '^\* PREAUTH \[CAPABILITY IMAP4rev1 IDLE X-CAP00000 ' "$O/$1.first" &&
+		grep -q '\] .*logged in .*by sasl-oauth2' "$O/$1.first" &&
+		[ "$(tail -c 2 "$O/$1.first" | od -An -c | tr -d ' ')" = '\r\n' ]
+}
+for g in bigcaps bigcaps-user; do
+	check "16 KB of capabilities ($g): the greeting keeps its \"] ... by sasl-oauth2\" and CRLF, exit 0" \
+		greeting_whole "$g"
+	cut -c1-300 "$O/$g.err" | sed 's/^/# err: /'
+done
+
 # An untrusted certificate (no --ca-file: the test CA is not the system's).
 before=$(logins imap)
 run untrusted tunnel imap "$USER1" "$IMAPS"

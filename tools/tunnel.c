@@ -583,6 +583,36 @@ refused(struct tun *t, const char *text, int temporary)
 	    clean(text, buf, sizeof(buf)));
 }
 
+/* ---- the greeting ---------------------------------------------------- */
+
+/*
+ * The end of the greeting after lead ("]" or "+OK"): the mailbox and
+ * host when they fit in room (with the NUL), else a shorter sentence.
+ * Returns its length; greet_write writes it, never truncated.
+ */
+static size_t
+greet_tail(const struct tun *t, const char *lead, size_t room)
+{
+	int n;
+
+	n = snprintf(NULL, 0, "%s %s logged in at %s by sasl-oauth2\r\n",
+	    lead, t->user, t->host);
+	if (n >= 0 && (size_t)n < room)
+		return (size_t)n;
+	return strlen(lead) + strlen(" logged in by sasl-oauth2\r\n");
+}
+
+static void
+greet_write(const struct tun *t, const char *lead, char *dst, size_t room)
+{
+	int n;
+
+	n = snprintf(dst, room, "%s %s logged in at %s by sasl-oauth2\r\n",
+	    lead, t->user, t->host);
+	if (n < 0 || (size_t)n >= room)
+		snprintf(dst, room, "%s logged in by sasl-oauth2\r\n", lead);
+}
+
 /* ---- IMAP ------------------------------------------------------------ */
 
 static int
@@ -592,7 +622,7 @@ imap_login(struct tun *t, const char *ca_file, const char *b64,
 	char buf[256], authcap[32], cmd[64], *p, *q;
 	const char *st;
 	int sent, nch = 0;
-	size_t n;
+	size_t n, tail;
 
 	if (read_line(t) != 0)
 		return -1;
@@ -683,6 +713,7 @@ imap_login(struct tun *t, const char *ca_file, const char *b64,
 	 * tunnel is the secure channel), no login capabilities.
 	 */
 	n = (size_t)snprintf(greet, greetlen, "* PREAUTH [CAPABILITY");
+	tail = greet_tail(t, "]", greetlen - n);
 	for (p = t->caps; *p != '\0'; p = q) {
 		while (*p == ' ')
 			p++;
@@ -693,12 +724,12 @@ imap_login(struct tun *t, const char *ca_file, const char *b64,
 		    (q - p == 12 && strncasecmp(p, "LOGINDISABLED", 12) == 0) ||
 		    strncasecmp(p, "AUTH=", 5) == 0)
 			continue;
-		if (n + (size_t)(q - p) + 2 < greetlen)
+		/* a capability that does not fit is left out, whole */
+		if (n + (size_t)(q - p) + 1 + tail < greetlen)
 			n += (size_t)snprintf(greet + n, greetlen - n, " %.*s",
 			    (int)(q - p), p);
 	}
-	snprintf(greet + n, greetlen - n, "] %s logged in at %s by "
-	    "sasl-oauth2\r\n", t->user, t->host);
+	greet_write(t, "]", greet + n, greetlen - n);
 	return 0;
 }
 
@@ -833,8 +864,7 @@ pop3_login(struct tun *t, const char *ca_file, const char *b64,
 		else if (answer_challenge(t, t->line + 1) != 0)
 			return -1;
 	}
-	snprintf(greet, greetlen, "+OK %s logged in at %s by sasl-oauth2\r\n",
-	    t->user, t->host);
+	greet_write(t, "+OK", greet, greetlen);
 	return 0;
 }
 
