@@ -1304,6 +1304,9 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 	oa2_freezero_str(&b64);
 	oa2_token_clear(&tok);
 	oa2_config_free(&cfg);
+	if (t->ex == EX_OK && first == NULL)	/* a path that forgot fail() */
+		fail(t, EX_SOFTWARE, "internal error: the login ended "
+		    "without a greeting");
 	if (t->ex != EX_OK) {
 		report(t);
 		ex = t->ex;
