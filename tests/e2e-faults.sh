@@ -233,7 +233,8 @@ for m in OAUTHBEARER XOAUTH2; do
 		grep -q "came fresh from the token endpoint.* [0-9]* s (failure_backoff)" "$T/row.out"
 	n=$(token_requests)
 	# shellcheck disable=SC2086
-	timeout $((30 * SLOW)) $VALGRIND "$TOOL" cache clear >/dev/null 2>&1 </dev/null
+	check "$m: sasl-oauth2 cache clear ends it" \
+		sh -c "timeout $((60 * SLOW)) $VALGRIND '$TOOL' cache clear >/dev/null 2>&1 </dev/null"
 	check "$m: after cache clear the next attempt (mbsync) fetches a new token and logs in" mbsync_run "$m"
 	check "$m: exactly one new token request" [ "$(token_requests)" = $((n + 1)) ]
 done
