@@ -58,42 +58,31 @@ count_open(const char *path)
 	}
 }
 
-__attribute__((visibility("default"))) int
-open(const char *path, int flags, ...)
-{
-	static int (*real)(const char *, int, ...);
-	mode_t mode = 0;
-	va_list ap;
-
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	if (real == NULL)
-		real = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
-	count_open(path);
-	return real(path, flags, mode);
+/*
+ * open() and open64(), counted, then passed on to the C library's. A
+ * mode is read only where the flags say there is one.
+ */
+#define INTERPOSE(fn)							\
+__attribute__((visibility("default"))) int				\
+fn(const char *path, int flags, ...)					\
+{									\
+	static int (*real)(const char *, int, ...);			\
+	mode_t mode = 0;						\
+	va_list ap;							\
+									\
+	if (flags & (O_CREAT | O_TMPFILE)) {				\
+		va_start(ap, flags);					\
+		mode = (mode_t)va_arg(ap, int);				\
+		va_end(ap);						\
+	}								\
+	if (real == NULL)						\
+		real = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, #fn); \
+	count_open(path);						\
+	return real(path, flags, mode);					\
 }
 
-__attribute__((visibility("default"))) int
-open64(const char *path, int flags, ...)
-{
-	static int (*real)(const char *, int, ...);
-	mode_t mode = 0;
-	va_list ap;
-
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	if (real == NULL)
-		real = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT,
-		    "open64");
-	count_open(path);
-	return real(path, flags, mode);
-}
+INTERPOSE(open)
+INTERPOSE(open64)
 
 static int
 getopt_cb(void *ctx, const char *plugin, const char *option,
