@@ -11,6 +11,25 @@
 
 static int tap_n, tap_failed;
 
+/*
+ * How much longer a slow build (valgrind, sanitizers) may take: time
+ * limits that are not what a check is about scale with this, so that
+ * no check depends on the machine's speed.
+ */
+static inline int
+slow(void)
+{
+	const char *v = getenv("VALGRIND");
+
+	if (v != NULL && *v != '\0')
+		return 10;
+#if defined(__SANITIZE_ADDRESS__)
+	return 3;
+#else
+	return 1;
+#endif
+}
+
 static inline int
 tap_ok(int cond, const char *file, int line, const char *name)
 {

@@ -34,7 +34,6 @@ static int stub_sleep_ms;
 /* A request for client_id stub_block_client waits until stub_block[1] closes. */
 static const char *stub_block_client;
 static int stub_block[2] = { -1, -1 };
-static int slow(void);
 
 /* The stub endpoint: one line in the counter file per request. */
 int
@@ -690,23 +689,6 @@ test_killed_holder(void)
 	free(file);
 }
 
-/*
- * How much longer a slow build (valgrind, sanitizers) may take: a guard
- * against a hang, never part of what a check asserts on a normal build.
- */
-static int
-slow(void)
-{
-	const char *v = getenv("VALGRIND");
-
-	if (v != NULL && *v != '\0')
-		return 10;
-#if defined(__SANITIZE_ADDRESS__)
-	return 3;
-#else
-	return 1;
-#endif
-}
 
 /*
  * A config of n accounts uK@x.test, each its own credential (client cK,

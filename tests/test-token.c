@@ -51,25 +51,6 @@ mono(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/*
- * How much longer a slow build (valgrind, sanitizers) may take: the
- * server runs in this process, under valgrind too. No check may depend
- * on the machine's speed: time limits that are not what a check is
- * about scale with this.
- */
-static int
-slow(void)
-{
-	const char *v = getenv("VALGRIND");
-
-	if (v != NULL && *v != '\0')
-		return 10;
-#if defined(__SANITIZE_ADDRESS__)
-	return 3;
-#else
-	return 1;
-#endif
-}
 
 static char *
 slurp(const char *name, size_t *len)
