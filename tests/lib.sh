@@ -358,19 +358,25 @@ imtest_login() {
 # 3 seconds to exit, then is killed, and counts as successful unless a
 # sanitizer reported an error. It is watched every 0.1 s for its first
 # second, then every 0.5 s: 200 of them watched at once must not load
-# the machine they are waiting on.
+# the machine they are waiting on. The hang guard (IMTEST_TIMEOUT) is
+# wall-clock time, kept by a sleeping timer process: counting the
+# watcher's own sleeps would undercount on a loaded machine, and reading
+# the clock each round would cost a process per round.
 san_imtest() { # (variables prefixed: a sourced library shares the caller's)
 	_so=${3:-$T/imtest.out}
 	# shellcheck disable=SC2086
 	$WRAP "$IMTEST" -s -p "$IMAPS_PORT" -m "$2" -a "$1" \
 		-f "$T/logout" 127.0.0.1 > "$_so" 2>&1 </dev/null &
-	_sp=$! _st=0 _sd="" _sleep=0.1 # _st, _sd: tenths of a second
+	_sp=$!
+	sleep "${IMTEST_TIMEOUT:-60}" &
+	_tp=$! _st=0 _sd="" _sleep=0.1 # _st, _sd: tenths of a second
 	while kill -0 "$_sp" 2>/dev/null; do
 		if [ -z "$_sd" ] && grep -qs "^Connection closed" "$_so"; then _sd=$_st; fi
-		if [ -n "$_sd" ] && [ $((_st - _sd)) -ge 30 ] ||
-		   [ $_st -ge $((${IMTEST_TIMEOUT:-60} * 10)) ]; then
+		if [ -n "$_sd" ] && [ $((_st - _sd)) -ge 30 ] || ! kill -0 "$_tp" 2>/dev/null; then
 			kill -9 "$_sp" 2>/dev/null || true
 			wait "$_sp" 2>/dev/null || true
+			kill "$_tp" 2>/dev/null || true
+			wait "$_tp" 2>/dev/null || true
 			[ -n "$_sd" ] || { echo "imtest: timed out" >> "$_so"; return 124; }
 			echo "(imtest killed after its session ended: the ASan/p11-kit exit deadlock)" >> "$_so"
 			! grep -q "Sanitizer\|runtime error:" "$_so"
@@ -380,6 +386,8 @@ san_imtest() { # (variables prefixed: a sourced library shares the caller's)
 		sleep $_sleep
 		_st=$((_st + ${_sleep#0.}))
 	done
+	kill "$_tp" 2>/dev/null || true
+	wait "$_tp" 2>/dev/null || true
 	wait "$_sp"
 }
 imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "${3:-$T/imtest.out}"; }
