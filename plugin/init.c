@@ -130,8 +130,9 @@ load_impl(void)
 	impl_path(path, sizeof(path));
 	if ((shim.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
 		e = dlerror();
-		snprintf(shim.why, sizeof(shim.why), "cannot load %.250s (%.300s)",
-		    path, e != NULL ? e : "unknown error");
+		/* dlerror's sentence starts with the path */
+		snprintf(shim.why, sizeof(shim.why), "cannot load the "
+		    "implementation: %.500s", e != NULL ? e : path);
 		return -1;
 	}
 	shim.init = (impl_init_fn *)dlsym(shim.handle, "oa2_impl_plug_init");
@@ -171,7 +172,7 @@ static int
 lazy_new(void *glob, sasl_client_params_t *params, void **conn_context)
 {
 	int i = *(const int *)glob, r = 0;
-	char why[sizeof(shim.why)];
+	char why[sizeof(shim.why)], msg[sizeof(shim.why) + 128];
 
 	if (!__atomic_load_n(&shim.ready, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&shim.lock);
@@ -180,12 +181,13 @@ lazy_new(void *glob, sasl_client_params_t *params, void **conn_context)
 		memcpy(why, shim.why, sizeof(why));
 		pthread_mutex_unlock(&shim.lock);
 		if (r != 0) {
+			snprintf(msg, sizeof(msg), "XOAUTH2 and OAUTHBEARER "
+			    "are unavailable: %s; reinstall sasl-oauth2 "
+			    "(Debian: libsasl2-modules-oauth2)", why);
 			params->utils->seterror(params->utils->conn,
-			    SASL_NOLOG, "XOAUTH2 and OAUTHBEARER are "
-			    "unavailable: %s; reinstall sasl-oauth2", why);
+			    SASL_NOLOG, "%s", msg);
 			params->utils->log(params->utils->conn, SASL_LOG_ERR,
-			    "sasl-oauth2: XOAUTH2 and OAUTHBEARER are "
-			    "unavailable: %s; reinstall sasl-oauth2", why);
+			    "sasl-oauth2: %s", msg);
 			return SASL_FAIL;
 		}
 	}
