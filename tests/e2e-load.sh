@@ -49,6 +49,11 @@ as_nobody "$SC" -m OAUTHBEARER -u app@contoso.com \
 check "nobody, OAUTHBEARER (certificate) refused: the answer is \\\\1" grep -qx "answer: AQ==" "$T/ob"
 check "with the sentence" grep -q "the server rejected the token for app@contoso.com" "$T/ob.err"
 
+n=$(token_requests)
+as_nobody "$PROBE" -t 8 -m XOAUTH2 -u "$USER1" > "$T/threads" 2> "$T/threads.err" || true
+check "nobody, 8 threads starting XOAUTH2 at once (one lazy load): all log in" has threads " threads_ok=8$"
+check "with one token request" [ "$(token_requests)" = $((n + 1)) ]
+
 probe root -i
 check "root: the implementation is loaded at sasl_client_init" has root " impl=1 "
 check "and libcurl with it" has root " curl=1 "

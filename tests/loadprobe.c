@@ -11,10 +11,14 @@
  * mapped at the end of the login (before sasl_client_done). With -i it
  * looks right after sasl_client_init instead (what plug_init loaded).
  * The detail of a failed login goes to stderr. Exit 0 when the line
- * was printed, 2 on bad usage.
+ * was printed, 2 on bad usage. -u names the user (and the mailbox).
+ * With -t N, N threads log in at once (the first use of a mechanism
+ * from several threads) and the line ends with " threads_ok=K", the
+ * number that succeeded; result is then the last failure's, or 0.
  *
- *   loadprobe [-i] [-m MECH]
+ *   loadprobe [-i] [-m MECH] [-u USER] [-t N]
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +26,14 @@
 
 #include <sasl/sasl.h>
 
+static const char *user = "probe", *mech = "PLAIN";
+
 static int
 get_simple(void *ctx, int id, const char **result, unsigned *len)
 {
-	*result = "probe";
+	*result = user;
 	if (len != NULL)
-		*len = 5;
+		*len = (unsigned)strlen(user);
 	return SASL_OK;
 }
 
@@ -83,6 +89,39 @@ hwm_kib(void)
 	return v;
 }
 
+/* One login with mech; *connp is left to the caller (NULL on failure). */
+static int
+login(sasl_conn_t **connp)
+{
+	const char *out, *chosen;
+	unsigned outlen;
+	int r;
+
+	*connp = NULL;
+	r = sasl_client_new("imap", "mail.example.test", "127.0.0.1;50000",
+	    "127.0.0.1;143", NULL, 0, connp);
+	if (r == SASL_OK)
+		r = sasl_client_start(*connp, mech, NULL, &out, &outlen,
+		    &chosen);
+	if (r == SASL_CONTINUE)
+		r = sasl_client_step(*connp, NULL, 0, NULL, &out, &outlen);
+	if (r != SASL_OK && r != SASL_CONTINUE)
+		fprintf(stderr, "loadprobe: %s: %s\n", sasl_errstring(r, NULL,
+		    NULL), *connp ? sasl_errdetail(*connp) : "");
+	return r;
+}
+
+static void *
+thread_login(void *arg)
+{
+	sasl_conn_t *conn;
+
+	*(int *)arg = login(&conn);
+	if (conn != NULL)
+		sasl_dispose(&conn);
+	return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -93,33 +132,45 @@ main(int argc, char **argv)
 		{ SASL_CB_PASS, (int (*)(void))(void *)get_pass, NULL },
 		{ SASL_CB_LIST_END, NULL, NULL },
 	};
-	const char *mech = "PLAIN", *out, *chosen;
-	unsigned outlen;
-	int c, r, at_init = 0, curl, impl, ossl;
+	pthread_t tid[64];
+	int res[64];
+	int c, r, i, at_init = 0, nthreads = 0, nok = 0, curl, impl, ossl;
 	sasl_conn_t *conn = NULL;
+	char *end;
 
-	while ((c = getopt(argc, argv, "im:")) != -1)
+	while ((c = getopt(argc, argv, "im:u:t:")) != -1)
 		switch (c) {
 		case 'i': at_init = 1; break;
 		case 'm': mech = optarg; break;
+		case 'u': user = optarg; break;
+		case 't':
+			nthreads = (int)strtol(optarg, &end, 10);
+			if (*end == '\0' && nthreads >= 1 && nthreads <= 64)
+				break;
+			/* FALLTHROUGH */
 		default:
-			fprintf(stderr, "usage: loadprobe [-i] [-m MECH]\n");
+			fprintf(stderr, "usage: loadprobe [-i] [-m MECH] "
+			    "[-u USER] [-t N]\n");
 			return 2;
 		}
 	r = sasl_client_init(cbs);
-	if (r == SASL_OK && !at_init) {
-		r = sasl_client_new("imap", "mail.example.test",
-		    "127.0.0.1;50000", "127.0.0.1;143", NULL, 0, &conn);
-		if (r == SASL_OK)
-			r = sasl_client_start(conn, mech, NULL, &out, &outlen,
-			    &chosen);
-		if (r == SASL_CONTINUE)
-			r = sasl_client_step(conn, NULL, 0, NULL, &out,
-			    &outlen);
-		if (r != SASL_OK && r != SASL_CONTINUE)
-			fprintf(stderr, "loadprobe: %s: %s\n",
-			    sasl_errstring(r, NULL, NULL),
-			    conn ? sasl_errdetail(conn) : "");
+	if (r == SASL_OK && !at_init && nthreads == 0)
+		r = login(&conn);
+	else if (r == SASL_OK && !at_init) {
+		for (i = 0; i < nthreads; i++)
+			if (pthread_create(&tid[i], NULL, thread_login,
+			    &res[i]) != 0) {
+				fprintf(stderr, "loadprobe: pthread_create "
+				    "failed\n");
+				return 2;
+			}
+		for (i = 0; i < nthreads; i++) {
+			pthread_join(tid[i], NULL);
+			if (res[i] == SASL_OK)
+				nok++;
+			else
+				r = res[i];
+		}
 	}
 	curl = mapped("libcurl");
 	impl = mapped("sasl-oauth2-impl");
@@ -128,6 +179,9 @@ main(int argc, char **argv)
 		sasl_dispose(&conn);
 	sasl_client_done();
 	printf("loadprobe: mech=%s result=%d hwm_kib=%ld curl=%d impl=%d "
-	    "ossl=%d\n", mech, r, hwm_kib(), curl, impl, ossl);
+	    "ossl=%d", mech, r, hwm_kib(), curl, impl, ossl);
+	if (nthreads > 0)
+		printf(" threads_ok=%d", nok);
+	printf("\n");
 	return 0;
 }
