@@ -134,8 +134,11 @@ measure() {
 for u in $USERS; do
 	w=$u; [ "$u" = self ] && w=$(id -un)
 	etc="$D/etc-nobody"; [ "$u" = root ] && etc="$D/etc-root"
+	# shellcheck disable=SC2046 # two numbers, split on purpose
 	set -- $(measure "$u" sys /nonexistent); i0=$1 m0=$2
+	# shellcheck disable=SC2046
 	set -- $(measure "$u" with /nonexistent); i1=$1 m1=$2
+	# shellcheck disable=SC2046
 	set -- $(measure "$u" with "$etc/sasl-oauth2.conf"); i2=$1 m2=$2
 	row() { # row LABEL I M
 		awk -v w="$w" -v l="$1" -v i="$2" -v m="$3" -v i0="$i0" -v m0="$m0" -v t="$4" 'BEGIN {
