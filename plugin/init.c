@@ -13,7 +13,10 @@
  *   read then, exactly as without this loader; libsasl2 then gets the
  *   implementation's own mechanism table and calls it directly;
  * - otherwise on the first sasl_client_start of either mechanism: such
- *   a process cannot lose access to the files in between.
+ *   a process cannot lose access to the files in between; unless the
+ *   SASL option oauth2_preload or $SASL_OAUTH2_PRELOAD says yes (a host
+ *   that confines itself without privileges: Landlock, a user
+ *   namespace).
  *
  * docs/loading.md has the rules and the measurements.
  */
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/capability.h>
@@ -91,6 +95,24 @@ may_still_chroot(void)
 #else
 	return 1;
 #endif
+}
+
+/* A yes of the SASL option oauth2_preload or of $SASL_OAUTH2_PRELOAD. */
+static int
+preload_asked(const sasl_utils_t *utils)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
+	const char *v = NULL;
+	unsigned len;
+	int i;
+
+	if (utils->getopt == NULL || utils->getopt(utils->getopt_context,
+	    "XOAUTH2", "oauth2_preload", &v, &len) != SASL_OK || v == NULL)
+		v = getenv("SASL_OAUTH2_PRELOAD");
+	for (i = 0; v != NULL && yes[i] != NULL; i++)
+		if (strcasecmp(v, yes[i]) == 0)
+			return 1;
+	return 0;
 }
 
 /*
@@ -295,7 +317,7 @@ sasl_client_plug_init(const sasl_utils_t *utils, int maxversion,
 	 * calls it directly from then on. A failure never fails
 	 * plug_init: the mechanisms stay listed and say why when used.
 	 */
-	if (may_still_chroot() && !shim.ready) {
+	if ((may_still_chroot() || preload_asked(utils)) && !shim.ready) {
 		if (start_impl(utils, maxversion) == 0) {
 			shim.pending_frees = 0;	/* lazy_free is not called */
 			*pluglist = shim.impl;

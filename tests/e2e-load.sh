@@ -4,7 +4,8 @@
 # no capabilities) and logs in with PLAIN never maps libcurl, OpenSSL
 # or the implementation object; its first XOAUTH2 or OAUTHBEARER login
 # loads them and works. A process that may still chroot (root) loads
-# them at sasl_client_init, as Postfix needs. A missing or unloadable
+# them at sasl_client_init, as Postfix needs, and so does any process
+# with SASL_OAUTH2_PRELOAD=yes. A missing or unloadable
 # implementation gives one sentence when a mechanism is used, never a
 # crash, and never removes PLAIN or the mechanisms from the list.
 set -eu
@@ -57,6 +58,8 @@ check "with one token request" [ "$(token_requests)" = $((n + 1)) ]
 probe root -i
 check "root: the implementation is loaded at sasl_client_init" has root " impl=1 "
 check "and libcurl with it" has root " curl=1 "
+as_nobody env SASL_OAUTH2_PRELOAD=yes "$PROBE" -i > "$T/preload" 2> "$T/preload.err" || true
+check "nobody with SASL_OAUTH2_PRELOAD=yes: loaded at sasl_client_init" has preload " impl=1 "
 
 # A copy of the plugin beside an implementation that is not one: a
 # text file, then a shared object without oa2_impl_plug_init (any
