@@ -1,10 +1,302 @@
-/* The only symbol the plugin module exports. */
+/*
+ * The SASL plugin libsasl2 loads: a small loader, linked only against
+ * libc, so that a process that never uses XOAUTH2 or OAUTHBEARER pays
+ * next to nothing for it (libsasl2 loads every plugin of its directory
+ * into every client). The mechanisms live in the implementation object
+ * sasl-oauth2-impl.so (plugin/impl.c, mech.c and the core, with
+ * libcurl, OpenSSL, libconfig and jansson), which this file dlopen()s:
+ *
+ * - at plug_init when the process may still chroot or change identity
+ *   (effective uid 0, a setuid/setgid/file-capability program, or any
+ *   capability): Postfix calls sasl_client_init as root and chroots
+ *   after it, so the configuration, secrets, keys and CA bundle are
+ *   read then, exactly as without this loader; libsasl2 then gets the
+ *   implementation's own mechanism table and calls it directly;
+ * - otherwise on the first sasl_client_start of either mechanism: such
+ *   a process cannot lose access to the files in between; unless the
+ *   SASL option oauth2_preload or $SASL_OAUTH2_PRELOAD says yes (a host
+ *   that confines itself without privileges: Landlock, a user
+ *   namespace).
+ *
+ * docs/loading.md has the rules and the measurements.
+ */
 #include "config.h"
 
-#include "mech.h"
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/capability.h>
+#endif
+
+#include <sasl/sasl.h>
+#include <sasl/saslplug.h>
+
+#ifndef OA2_IMPL_PATH
+#define OA2_IMPL_PATH "/usr/lib/sasl-oauth2/sasl-oauth2-impl.so"
+#endif
+#define IMPL_NAME	"sasl-oauth2-impl.so"
+#define NMECHS		2
+
+typedef int impl_init_fn(const sasl_utils_t *, int, int *,
+    sasl_client_plug_t **, int *);
 
 int sasl_client_plug_init(const sasl_utils_t *, int, int *,
     sasl_client_plug_t **, int *);
+
+/*
+ * The loader's state. The implementation is never dlclose'd: libsasl2
+ * may unload this object at sasl_client_done, and a later
+ * sasl_client_init loads it again and finds the implementation already
+ * mapped (dlopen returns the same handle).
+ */
+static struct {
+	pthread_mutex_t		lock;
+	void			*handle;	/* the implementation */
+	impl_init_fn		*init;
+	const sasl_utils_t	*utils;		/* plug_init's, for a later init */
+	int			maxversion;
+	sasl_client_plug_t	*impl;		/* its table once initialised */
+	int			ready;		/* impl set (atomic read) */
+	int			pending_frees;	/* mech_free calls still due */
+	char			why[600];	/* why the load failed */
+} shim = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0, NULL, 0, 0,
+    "" };
+
+/*
+ * Whether the process could still chroot, drop privileges or change
+ * identity after plug_init, and so lose access to the files.
+ */
+static int
+may_still_chroot(void)
+{
+	if (geteuid() == 0 || getauxval(AT_SECURE) != 0)
+		return 1;
+#ifdef __linux__
+	{
+		struct __user_cap_header_struct h;
+		struct __user_cap_data_struct d[2];
+
+		memset(&h, 0, sizeof(h));
+		memset(d, 0, sizeof(d));
+		h.version = _LINUX_CAPABILITY_VERSION_3;
+		if (syscall(SYS_capget, &h, d) != 0)
+			return 1;
+		return (d[0].permitted | d[1].permitted |
+		    d[0].effective | d[1].effective) != 0;
+	}
+#else
+	return 1;
+#endif
+}
+
+/* A yes of the SASL option oauth2_preload or of $SASL_OAUTH2_PRELOAD. */
+static int
+preload_asked(const sasl_utils_t *utils)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
+	const char *v = NULL;
+	unsigned len;
+	int i;
+
+	if (utils->getopt == NULL || utils->getopt(utils->getopt_context,
+	    "XOAUTH2", "oauth2_preload", &v, &len) != SASL_OK || v == NULL)
+		v = getenv("SASL_OAUTH2_PRELOAD");
+	for (i = 0; v != NULL && yes[i] != NULL; i++)
+		if (strcasecmp(v, yes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Where the implementation is: beside this plugin's real path when it
+ * is there (the build tree, where the tests point SASL_PATH at the
+ * plugin; only whoever can write the directory libsasl2 loaded this
+ * plugin from can put it there), else where make install put it.
+ */
+static void
+impl_path(char *buf, size_t len)
+{
+	char real[PATH_MAX], *slash;
+	Dl_info info;
+
+	snprintf(buf, len, "%s", OA2_IMPL_PATH);
+	if (dladdr((void *)sasl_client_plug_init, &info) == 0 ||
+	    info.dli_fname == NULL || realpath(info.dli_fname, real) == NULL ||
+	    (slash = strrchr(real, '/')) == NULL)
+		return;
+	slash[1] = '\0';
+	if (strlen(real) + sizeof(IMPL_NAME) > sizeof(real))
+		return;
+	strcat(real, IMPL_NAME);
+	if (access(real, F_OK) == 0)
+		snprintf(buf, len, "%s", real);
+}
+
+/* dlopen the implementation once; 0, or -1 with shim.why set. */
+static int
+load_impl(void)
+{
+	char path[PATH_MAX];
+	const char *e;
+
+	if (shim.handle != NULL)
+		return 0;
+	impl_path(path, sizeof(path));
+	if ((shim.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		e = dlerror();
+		/* dlerror's sentence starts with the path */
+		snprintf(shim.why, sizeof(shim.why), "cannot load the "
+		    "implementation: %.500s", e != NULL ? e : path);
+		return -1;
+	}
+	shim.init = (impl_init_fn *)dlsym(shim.handle, "oa2_impl_plug_init");
+	if (shim.init == NULL) {
+		snprintf(shim.why, sizeof(shim.why), "%.250s has no "
+		    "oa2_impl_plug_init: it does not match this plugin", path);
+		shim.handle = NULL;	/* kept mapped; not used */
+		return -1;
+	}
+	return 0;
+}
+
+/* The implementation's table, initialised; 0, or -1 with shim.why. */
+static int
+start_impl(const sasl_utils_t *utils, int maxversion)
+{
+	int version, count, r;
+
+	if (load_impl() != 0)
+		return -1;
+	r = shim.init(utils, maxversion, &version, &shim.impl, &count);
+	if (r != SASL_OK || count != NMECHS || shim.impl == NULL) {
+		snprintf(shim.why, sizeof(shim.why), "its implementation "
+		    "failed to start (%s)", sasl_errstring(r, NULL, NULL));
+		shim.impl = NULL;
+		return -1;
+	}
+	shim.pending_frees = NMECHS;
+	__atomic_store_n(&shim.ready, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Index of a mechanism of the loader's table, from its glob_context. */
+static const int mech_index[NMECHS] = { 0, 1 };
+
+static int
+lazy_new(void *glob, sasl_client_params_t *params, void **conn_context)
+{
+	int i = *(const int *)glob, r = 0;
+	char why[sizeof(shim.why)], msg[sizeof(shim.why) + 128];
+
+	if (!__atomic_load_n(&shim.ready, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&shim.lock);
+		if (!shim.ready)
+			r = start_impl(shim.utils, shim.maxversion);
+		memcpy(why, shim.why, sizeof(why));
+		pthread_mutex_unlock(&shim.lock);
+		if (r != 0) {
+			snprintf(msg, sizeof(msg), "XOAUTH2 and OAUTHBEARER "
+			    "are unavailable: %s; reinstall sasl-oauth2 "
+			    "(Debian: libsasl2-modules-oauth2)", why);
+			params->utils->seterror(params->utils->conn,
+			    SASL_NOLOG, "%s", msg);
+			params->utils->log(params->utils->conn, SASL_LOG_ERR,
+			    "sasl-oauth2: %s", msg);
+			return SASL_FAIL;
+		}
+	}
+	return shim.impl[i].mech_new(shim.impl[i].glob_context, params,
+	    conn_context);
+}
+
+/* step and dispose only follow a successful lazy_new: impl is set. */
+static int
+lazy_step(int i, void *conn_context, sasl_client_params_t *params,
+    const char *in, unsigned inlen, sasl_interact_t **prompt_need,
+    const char **out, unsigned *outlen, sasl_out_params_t *oparams)
+{
+	return shim.impl[i].mech_step(conn_context, params, in, inlen,
+	    prompt_need, out, outlen, oparams);
+}
+
+static int
+lazy_step0(void *c, sasl_client_params_t *p, const char *in,
+    unsigned inlen, sasl_interact_t **pn, const char **out,
+    unsigned *outlen, sasl_out_params_t *op)
+{
+	return lazy_step(0, c, p, in, inlen, pn, out, outlen, op);
+}
+
+static int
+lazy_step1(void *c, sasl_client_params_t *p, const char *in,
+    unsigned inlen, sasl_interact_t **pn, const char **out,
+    unsigned *outlen, sasl_out_params_t *op)
+{
+	return lazy_step(1, c, p, in, inlen, pn, out, outlen, op);
+}
+
+static void
+lazy_dispose0(void *conn_context, const sasl_utils_t *utils)
+{
+	if (conn_context != NULL)
+		shim.impl[0].mech_dispose(conn_context, utils);
+}
+
+static void
+lazy_dispose1(void *conn_context, const sasl_utils_t *utils)
+{
+	if (conn_context != NULL)
+		shim.impl[1].mech_dispose(conn_context, utils);
+}
+
+/*
+ * Once per mechanism at sasl_client_done: hand it on when the
+ * implementation was started, and after the last, start it afresh on
+ * the next use (after a new sasl_client_init).
+ */
+static void
+lazy_free(void *glob, const sasl_utils_t *utils)
+{
+	int i = *(const int *)glob;
+
+	pthread_mutex_lock(&shim.lock);
+	if (shim.ready) {
+		shim.impl[i].mech_free(shim.impl[i].glob_context, utils);
+		if (--shim.pending_frees == 0) {
+			__atomic_store_n(&shim.ready, 0, __ATOMIC_RELEASE);
+			shim.impl = NULL;
+		}
+	}
+	pthread_mutex_unlock(&shim.lock);
+}
+
+static const unsigned long prompts[] = {
+	SASL_CB_AUTHNAME, SASL_CB_LIST_END
+};
+
+/* The same names, flags and prompts as mech.c's table. */
+static sasl_client_plug_t lazy_plugs[NMECHS] = {
+	{
+		"XOAUTH2", 0, SASL_SEC_NOANONYMOUS | SASL_SEC_NODICTIONARY,
+		SASL_FEAT_WANT_CLIENT_FIRST | SASL_FEAT_ALLOWS_PROXY,
+		prompts, (void *)&mech_index[0], lazy_new, lazy_step0,
+		lazy_dispose0, lazy_free, NULL, NULL, NULL
+	},
+	{
+		"OAUTHBEARER", 0, SASL_SEC_NOANONYMOUS | SASL_SEC_NODICTIONARY,
+		SASL_FEAT_WANT_CLIENT_FIRST | SASL_FEAT_ALLOWS_PROXY,
+		prompts, (void *)&mech_index[1], lazy_new, lazy_step1,
+		lazy_dispose1, lazy_free, NULL, NULL, NULL
+	},
+};
 
 __attribute__((visibility("default"))) int
 sasl_client_plug_init(const sasl_utils_t *utils, int maxversion,
@@ -17,5 +309,29 @@ sasl_client_plug_init(const sasl_utils_t *utils, int maxversion,
 		return SASL_BADVERS;
 	}
 	*out_version = SASL_CLIENT_PLUG_VERSION;
-	return oa2_mech_init(utils, pluglist, plugcount);
+	pthread_mutex_lock(&shim.lock);
+	shim.utils = utils;
+	shim.maxversion = maxversion;
+	/*
+	 * Eagerly, the implementation's own table goes to libsasl2, which
+	 * calls it directly from then on. A failure never fails
+	 * plug_init: the mechanisms stay listed and say why when used.
+	 */
+	if ((may_still_chroot() || preload_asked(utils)) && !shim.ready) {
+		if (start_impl(utils, maxversion) == 0) {
+			shim.pending_frees = 0;	/* lazy_free is not called */
+			*pluglist = shim.impl;
+			*plugcount = NMECHS;
+			__atomic_store_n(&shim.ready, 0, __ATOMIC_RELEASE);
+			shim.impl = NULL;
+			pthread_mutex_unlock(&shim.lock);
+			return SASL_OK;
+		}
+		utils->log(utils->conn, SASL_LOG_ERR, "sasl-oauth2: %s",
+		    shim.why);
+	}
+	pthread_mutex_unlock(&shim.lock);
+	*pluglist = lazy_plugs;
+	*plugcount = NMECHS;
+	return SASL_OK;
 }

@@ -242,6 +242,7 @@ deb() {
 	if debstep install sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	    --no-install-recommends '$b/src/'libsasl2-modules-oauth2_*.deb '$b/src/'sasl-oauth2_*.deb &&
 	    ls /usr/lib/*/sasl2/libsasl-oauth2.so && ! ls /usr/lib/*/sasl2/libsasl-oauth2.la 2>/dev/null &&
+	    ls /usr/lib/*/sasl-oauth2/sasl-oauth2-impl.so && ! ls /usr/lib/*/sasl-oauth2/*.la 2>/dev/null &&
 	    command -v sasl-oauth2 && [ \"\$(stat -c %U:%G:%a /var/cache/sasl-oauth2)\" = root:root:1733 ] &&
 	    echo '--- nothing new in /etc:' && grep '^/etc\(/\|\$\)' '$b/files.before' > '$b/etc.before' &&
 	    find /etc | LC_ALL=C sort | diff '$b/etc.before' -"; then
