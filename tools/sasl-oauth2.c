@@ -157,6 +157,10 @@ help(void)
 	    "                     (default %s) login, explaining failures\n"
 	    "  thumbprint CERT    SHA-1 thumbprint as Azure shows it, x5t, "
 	    "x5t#S256\n"
+	    "  certificate new PREFIX [--bits N] [--days N] [--subject CN] "
+	    "[--owner U]\n"
+	    "                     write PREFIX.key and PREFIX.crt for an "
+	    "app registration\n"
 	    "  cache list [USER]  cached tokens: account and expiry, never "
 	    "the token\n"
 	    "  cache clear [USER] drop cached tokens\n"
@@ -1764,6 +1768,9 @@ dispatch(int ac, char **av)
 	const char *cmd;
 	int ch, nargs, ex;
 
+	/* a family of its own, with its own options (tools/certificate.c) */
+	if (ac >= 2 && strcmp(av[1], "certificate") == 0)
+		return cmd_certificate(ac - 1, av + 1);
 	memset(&o, 0, sizeof(o));
 	opterr = 0;
 	while ((ch = getopt_long(ac, av, ":c:vhV", longopts, NULL)) != -1) {
