@@ -38,6 +38,13 @@ int oa2_token_parse(long status, const char *body, size_t len, time_t now,
 int oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, struct oa2_error *err);
 
+/*
+ * Whether an AADSTS code refuses the credential itself (a wrong or
+ * expired secret, an unknown certificate): then a next credential is
+ * worth trying (rollover).
+ */
+int oa2_aadsts_credential(long code);
+
 /* What an AADSTS code means, in a few words; NULL when unknown. */
 const char *oa2_aadsts_meaning(long code);
 
