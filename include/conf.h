@@ -161,6 +161,7 @@ const char *oa2_account_cred_name(const struct oa2_account *a, int next);
 /*
  * Log at warning level, through lg, each credential of a that expires
  * within its expiry_warning, at most once a day (a->expiry_warned).
+ * Called on every token look-up (oa2_token_get), under a->lock.
  */
 void oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
     time_t now);

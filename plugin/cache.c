@@ -1104,6 +1104,7 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		    strerror(r));
 	}
 	now = time(NULL);	/* we may have waited */
+	oa2_account_expiry_warn(acct, lg, now);	/* once a day at most */
 	if (fresh(&acct->mem, acct, now)) {
 		r = oa2_token_copy(out, &acct->mem);
 		goto out;

@@ -932,10 +932,8 @@ load(struct loader *ld, config_t *lc)
 		ld->err = &a->load_err;
 		r = load_account(ld, g, &defaults, a);
 		ld->err = err;
-		if (r == 0) {
-			oa2_account_expiry_warn(a, ld->lg, time(NULL));
+		if (r == 0)
 			continue;
-		}
 		if (r == OA2_ERR_NOMEM)
 			return oa2_seterr(err, r, "out of memory");
 		/* This account fails its own mailboxes; the others work. */

@@ -362,8 +362,8 @@ elapsed(const struct timespec *t0)
 }
 
 /* One credential's request, with one retry of a transient refusal. */
-static int
-fetch_one(const struct oa2_account *acct, const struct oa2_log *lg,
+int
+oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, long *code, struct oa2_error *err)
 {
 	struct oa2_http_request req;
@@ -483,8 +483,7 @@ oa2_token_fetch(const struct oa2_account *cacct, const struct oa2_log *lg,
 
 	if (err == NULL)
 		err = &local;
-	oa2_account_expiry_warn(acct, lg, now);
-	r = fetch_one(acct, lg, now, out, &code, err);
+	r = oa2_token_fetch_cred(acct, lg, now, out, &code, err);
 	if (r != OA2_ERR_DENIED || !oa2_aadsts_credential(code) ||
 	    !oa2_account_has_next(acct))
 		return r;
@@ -493,7 +492,7 @@ oa2_token_fetch(const struct oa2_account *cacct, const struct oa2_log *lg,
 	    "%s", oa2_account_cred_name(acct, 0), acct->match, first,
 	    oa2_account_cred_name(acct, 1));
 	oa2_account_rotate(acct);
-	r = fetch_one(acct, lg, now, out, &code2, err);
+	r = oa2_token_fetch_cred(acct, lg, now, out, &code2, err);
 	if (r == 0) {
 		oa2_log(lg, OA2_LOG_WARNING, "%s of account %s was refused "
 		    "(%s); %s works%s", oa2_account_cred_name(acct, 1),
