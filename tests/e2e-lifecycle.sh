@@ -124,7 +124,10 @@ check "a warning: the current secret was refused, the next one works: make it cu
 check "no secret in the plugin's output" sh -c "! grep -qF -e '$NEW_SECRET' -e '$OLD_SECRET' '$O/rot.out'"
 check "imtest, another process: logs in with the cached token of the next secret" imtest_ok rotsecret@contoso.com XOAUTH2
 check "... without asking the endpoint again" [ "$(grep -c "client=$ROT_CLIENT" "$T/tokend.log")" = 2 ]
-rm -rf "$T/cache"; : > "$T/tokend.log"
+run clear cache clear rotsecret@contoso.com
+expect clear 0 out "(next credential)" "cache clear: the next credential's token is removed too"
+check "... no token file left" sh -c "! ls '$T'/cache/*.token >/dev/null 2>&1"
+: > "$T/tokend.log"
 check "imtest (a fresh cache): the rollover happens within the imtest login" imtest_ok rotsecret@contoso.com OAUTHBEARER
 check "... one token request pair" [ "$(grep -c "client=$ROT_CLIENT" "$T/tokend.log")" = 2 ]
 

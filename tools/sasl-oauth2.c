@@ -922,6 +922,11 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			    strerror(errno));
 			ex = EX_NOPERM;
 		}
+		/* and the next credential's (rollover), if it has one */
+		snprintf(name, sizeof(name), "%s.token", a->next_cache_key);
+		if (oa2_account_has_next(a) && unlinkat(fd, name, 0) == 0)
+			printf("%-24s  removed %s/%s (next credential)\n",
+			    a->match, d, name);
 		close(fd);
 		free(d);
 	}
