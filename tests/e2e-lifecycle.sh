@@ -35,8 +35,8 @@ expect() {
 hex() { tr -d ':\n' | sed 's/.*=//'; }
 
 # --- certificate new ------------------------------------------------------
-# 2048 bits here: key generation under valgrind is slow; the default
-# (3072) is checked once below, outside valgrind.
+# 2048 bits here: key generation under valgrind is slow (40 s on a busy
+# machine); the default (3072) and --owner are checked outside valgrind.
 run new certificate new --bits 2048 --days 20 --subject CN=mail.contoso.com "$T/new"
 expect new 0 out "thumbprint   SHA-1" "certificate new: exit 0, thumbprints printed"
 check "the key is mode 0600, the certificate 0644" \
@@ -77,7 +77,7 @@ if [ -z "$VALGRIND" ]; then
 	expect default 0 out "RSA 3072 bits" "default: RSA 3072"
 	check "default subject: the host name" sh -c "openssl x509 -in '$T/default.crt' -noout -subject | grep -qF \"CN = \$(hostname)\""
 fi
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && [ -z "$VALGRIND" ]; then
 	run owner certificate new --bits 2048 --owner nobody "$T/owned"
 	check "--owner nobody (as root): both files are nobody's" \
 		[ "$(stat -c %U "$T/owned.key") $(stat -c %U "$T/owned.crt")" = "nobody nobody" ]
@@ -128,8 +128,6 @@ run clear cache clear rotsecret@contoso.com
 expect clear 0 out "(next credential)" "cache clear: the next credential's token is removed too"
 check "... no token file left" sh -c "! ls '$T'/cache/*.token >/dev/null 2>&1"
 : > "$T/tokend.log"
-check "imtest (a fresh cache): the rollover happens within the imtest login" imtest_ok rotsecret@contoso.com OAUTHBEARER
-check "... one token request pair" [ "$(grep -c "client=$ROT_CLIENT" "$T/tokend.log")" = 2 ]
 
 # the same for certificates: AADSTS700027, then the next certificate
 rm -rf "$T/cache"; : > "$T/tokend.log"
@@ -147,7 +145,8 @@ check "... and the next one's code (AADSTS7000215)" grep -q "the next client sec
 
 # no refusal: the next credential is never sent
 rm -rf "$T/cache"; : > "$T/tokend.log"
-check "imtest: the current secret works" imtest_ok steady@contoso.com XOAUTH2
+run steady token steady@contoso.com
+expect steady 0 out "." "the current secret works (token)"
 check "the next secret is never sent: one request, accepted, no refusal" sh -c \
 	"[ \"\$(grep -c 'client=$CLIENT' '$T/tokend.log')\" = 1 ] && ! grep -q 'result=error' '$T/tokend.log'"
 
