@@ -619,7 +619,8 @@ load_next(struct loader *ld, const config_setting_t *g,
 		if (vf != NULL && (r = oa2_read_secret_file(vf, "secret file",
 		    &a->next_client_secret, ld->err)) != 0)
 			fail_wrap(ld, s, r);
-		else if (strcmp(a->next_client_secret, a->client_secret) == 0)
+		else if (a->client_secret != NULL &&
+		    strcmp(a->next_client_secret, a->client_secret) == 0)
 			r = fail(ld, s, OA2_ERR_CONFIG, "the next client "
 			    "secret is the current one");
 	} else {
@@ -651,7 +652,8 @@ load_next(struct loader *ld, const config_setting_t *g,
 		if ((r = oa2_cert_load(&src, NULL, &a->next_cert,
 		    ld->err)) != 0)
 			fail_wrap(ld, s, r);
-		else if (strcmp(oa2_cert_x5t_s256(a->next_cert),
+		else if (a->cert != NULL &&
+		    strcmp(oa2_cert_x5t_s256(a->next_cert),
 		    oa2_cert_x5t_s256(a->cert)) == 0)
 			r = fail(ld, s, OA2_ERR_CONFIG, "the next certificate "
 			    "is the current one");
@@ -671,6 +673,39 @@ load_next(struct loader *ld, const config_setting_t *g,
 		    "next credential; the current one is used)",
 		    a->next_err.msg, a->match);
 	}
+	return OA2_OK;
+}
+
+/*
+ * The current credential cannot be loaded (r, its sentence in ld->err:
+ * an expired certificate, a missing file): with a next one that loads,
+ * the account uses that one (as after a rotation) instead of failing.
+ */
+static int
+next_instead(struct loader *ld, const config_setting_t *g,
+    struct oa2_account *a, int r)
+{
+	struct oa2_error cur = *ld->err;
+	int r2;
+
+	/* only a file that cannot be used, never a mistake in the config */
+	if (r != OA2_ERR_CREDENTIAL || a->cred == 0 ||
+	    a->client_secret != NULL || a->cert != NULL)
+		return r;
+	if ((r2 = load_next(ld, g, a)) != 0)
+		return r2;
+	if (!oa2_account_has_next(a)) {
+		*ld->err = cur;
+		return r;
+	}
+	oa2_account_rotate(a);		/* next_cache_key becomes "" */
+	a->next_err = cur;
+	a->next_err.code = r;
+	oa2_clearerr(ld->err);
+	oa2_log(ld->lg, OA2_LOG_WARNING, "%s (%s of account \"%s\" cannot "
+	    "be used; %s is: make it current)", cur.msg,
+	    oa2_account_cred_name(a, 1), a->match,
+	    oa2_account_cred_name(a, 0));
 	return OA2_OK;
 }
 
@@ -827,9 +862,11 @@ load_account(struct loader *ld, const config_setting_t *g,
 	a->assertion_lifetime = st.assertion_lifetime;
 	a->expiry_warning = st.expiry_warning * 86400;
 	s = config_setting_get_member(g, "ca_file");
-	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0 ||
-	    (r = load_credential(ld, g, a)) != 0 ||
-	    (r = derive_cache_key(ld, a, a->client_secret, a->cert,
+	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0)
+		return r;
+	if ((r = load_credential(ld, g, a)) != 0)
+		return next_instead(ld, g, a, r);
+	if ((r = derive_cache_key(ld, a, a->client_secret, a->cert,
 	    a->cache_key)) != 0)
 		return r;
 	return load_next(ld, g, a);

@@ -95,6 +95,22 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 400 -subj "/CN=old" \
 	-keyout "$T/old.key" -out "$T/old.crt" 2>/dev/null
 chmod 600 "$T/old.key"
 ( umask 077; printf '%s\n' "$NEW_SECRET" > "$T/new.secret" )
+# the same key in a certificate that expired yesterday
+"$PYTHON3" - "$T/old.key" "$T/expired.crt" <<'PY'
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")])
+now = datetime.datetime.utcnow()
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256()))
+open(sys.argv[2], "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+PY
 SOON=$(date -u -d '+10 days' +%Y-%m-%d)
 acct() { # acct MATCH BODY: an account block of ROT_CLIENT
 	printf ',\n\t{ match = "%s"; tenant = "%s"; client_id = "%s";\n\t  %s }' "$1" "$TENANT" "$ROT_CLIENT" "$2"
@@ -102,6 +118,7 @@ acct() { # acct MATCH BODY: an account block of ROT_CLIENT
 testbed "$(acct rotsecret@contoso.com "client_secret = \"$OLD_SECRET\"; next_client_secret_file = \"$T/new.secret\"; client_secret_expires = \"$SOON\";")$(
 	acct rotcert@contoso.com "certificate = \"$T/old.crt\"; private_key = \"$T/old.key\"; next_certificate = \"$T/new.crt\"; next_private_key = \"$T/new.key\";")$(
 	acct certnew@contoso.com "certificate = \"$T/new.crt\"; private_key = \"$T/new.key\";")$(
+	acct expired@contoso.com "certificate = \"$T/expired.crt\"; private_key = \"$T/old.key\"; next_certificate = \"$T/new.crt\"; next_private_key = \"$T/new.key\";")$(
 	acct bothbad@contoso.com "client_secret = \"$OLD_SECRET\"; next_client_secret = \"e2e-not-registered\";")$(
 	printf ',\n\t{ match = "steady@contoso.com"; tenant = "%s"; client_id = "%s";\n\t  client_secret_file = "%s"; next_client_secret = "e2e-never-sent"; }' \
 	"$TENANT" "$CLIENT" "$T/etc/contoso.secret")"
@@ -135,6 +152,14 @@ check "imtest: the unknown current certificate is refused, the next one logs in"
 check "one token request pair: 700027, then the next certificate" sh -c \
 	"[ \"\$(grep -c 'client=$ROT_CLIENT' '$T/tokend.log')\" = 2 ] && grep -q 'client=$ROT_CLIENT result=error:700027' '$T/tokend.log' &&
 	 grep -q 'client=$ROT_CLIENT result=ok credential=PS256 n=1' '$T/tokend.log'"
+
+# a current certificate that has expired: the next one is used at once
+rm -rf "$T/cache"; : > "$T/tokend.log"
+run expired token expired@contoso.com
+expect expired 0 err "the current certificate of account \"expired@contoso.com\" cannot be used; the next certificate is: make it current" \
+	"an expired current certificate: the next one is used, with a warning"
+check "... one token request, with the next certificate" sh -c \
+	"[ \"\$(grep -c 'client=$ROT_CLIENT' '$T/tokend.log')\" = 1 ] && grep -q 'client=$ROT_CLIENT result=ok credential=PS256 n=1' '$T/tokend.log'"
 
 # both refused: one sentence naming both
 rm -rf "$T/cache"; : > "$T/tokend.log"
@@ -174,7 +199,7 @@ expect exp5 0 out "0 credentials expire within 5 days" "--expiring 5: nothing th
 run exp15 check-config --expiring 15
 expect exp15 69 out "1 credential expires within 15 days" "--expiring 15: the secret of rotsecret, exit 69 (EX_UNAVAILABLE)"
 run exp30 check-config --expiring 30
-expect exp30 69 out "3 credentials expire within 30 days" "--expiring 30: the secret and two uses of the new certificate"
+expect exp30 69 out "4 credentials expire within 30 days" "--expiring 30: the secret and three uses of the new certificate"
 run expbad check-config --expiring soon
 expect expbad 64 err "--expiring takes a number of days" "--expiring soon: EX_USAGE"
 run expmis token --expiring 5 user@contoso.com

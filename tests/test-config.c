@@ -193,7 +193,10 @@ rollover(void)
 	    " next_client_secret_expires = \"2031-02-03\"; },\n"
 	    "{ match = \"d@b.c\"; tenant = \"t\"; client_id = \"c\";\n"
 	    " client_secret_file = \"@S@\";\n"
-	    " next_client_secret_file = \"/nonexistent\"; } );\n", 0600);
+	    " next_client_secret_file = \"/nonexistent\"; },\n"
+	    "{ match = \"e@b.c\"; tenant = \"t\"; client_id = \"c\";\n"
+	    " client_secret_file = \"/nonexistent\";\n"
+	    " next_client_secret = \"next-two\"; } );\n", 0600);
 	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 0,
 	    "rollover: accounts with next secrets load");
 	if (cfg == NULL) {
@@ -228,6 +231,15 @@ rollover(void)
 	    "account works with the current one");
 	has_str(a->next_err.msg, ":10: next_client_secret_file: cannot open "
 	    "secret file /nonexistent", "and the next one's sentence is kept");
+	a = &cfg->accounts[2];
+	ok(!a->broken && a->rotated && !oa2_account_has_next(a) &&
+	    a->client_secret != NULL && strcmp(a->client_secret, "next-two")
+	    == 0 && strlen(a->cache_key) == 32, "an unusable current secret "
+	    "with a usable next one: the account uses the next one");
+	has_str(a->next_err.msg, ":12: client_secret_file: cannot open secret "
+	    "file /nonexistent", "and keeps the current one's sentence");
+	is_str(oa2_account_cred_name(a, 1), "the current client secret",
+	    "which is called the current one");
 	oa2_config_free(&cfg);
 }
 

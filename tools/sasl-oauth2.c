@@ -407,8 +407,9 @@ show_next(const struct oa2_account *a, const char *kind, const char *file,
 	const struct oa2_cert *c;
 
 	if (a->next_err.code != 0) {
-		printf("      next credential unusable (the current one is "
-		    "used): %s\n", a->next_err.msg);
+		printf("      %s is unusable (%s is used): %s\n",
+		    oa2_account_cred_name(a, 1), oa2_account_cred_name(a, 0),
+		    a->next_err.msg);
 		return;
 	}
 	if (!oa2_account_has_next(a))
@@ -1737,8 +1738,9 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 		    a->assertion_alg == OA2_ALG_RS256 ? "RS256" : "PS256");
 
 	if (a->next_err.code != 0)
-		step("WARN", "next credential: unusable, so not tried when the "
-		    "current one is refused: %s", a->next_err.msg);
+		step("WARN", "%s is unusable (%s is used): %s",
+		    oa2_account_cred_name(a, 1), oa2_account_cred_name(a, 0),
+		    a->next_err.msg);
 	else if (oa2_account_has_next(a) && a->cred == OA2_CRED_SECRET)
 		step("OK", "next credential: a second client secret, tried "
 		    "when the current one is refused");
