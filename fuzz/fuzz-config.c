@@ -167,6 +167,19 @@ check_loaded(struct oa2_config *cfg)
 			    a->cert != NULL && a->client_secret == NULL &&
 			    (a->assertion_alg == OA2_ALG_PS256 ||
 			    a->assertion_alg == OA2_ALG_RS256));
+		/* rollover: a next credential of the same kind, or its why */
+		if (oa2_account_has_next(a))
+			fuzz_assert(strlen(a->next_cache_key) == 32 &&
+			    strcmp(a->next_cache_key, a->cache_key) != 0 &&
+			    (a->cred == OA2_CRED_SECRET ?
+			    a->next_client_secret != NULL && a->next_cert ==
+			    NULL : a->next_cert != NULL &&
+			    a->next_client_secret == NULL));
+		else
+			fuzz_assert(a->next_client_secret == NULL &&
+			    a->next_cert == NULL);
+		if (a->next_err.code != 0)
+			no_secret(a->next_err.msg);
 	matched:
 		/*
 		 * Its own match finds it: exactly, or through a mailbox

@@ -55,6 +55,24 @@ struct oa2_account {
 	int	assertion_alg;		/* OA2_ALG_* */
 	long	assertion_lifetime;	/* seconds */
 
+	/*
+	 * Rollover and expiry (sasl-oauth2.conf(5), "ROTATION"). The
+	 * next credential is of the same kind as the one above; the fields
+	 * above hold the one in use. When the one in use is refused for a
+	 * credential reason, token.c swaps the two (oa2_account_rotate,
+	 * under the account's lock): rotated then says that the next one
+	 * is in use, and the refused one sits in next_*.
+	 */
+	char	*next_client_secret;	/* wiped at free; NULL: none */
+	struct oa2_cert *next_cert;	/* NULL: none */
+	char	next_cache_key[33];	/* "" when there is no next one */
+	struct oa2_error next_err;	/* why a configured next one is unusable */
+	int	rotated;		/* 1: the next one is in use */
+	time_t	secret_expires;		/* client_secret_expires; 0: unknown */
+	time_t	next_secret_expires;	/* next_client_secret_expires */
+	long	expiry_warning;		/* seconds (expiry_warning days) */
+	time_t	expiry_warned;		/* when the plugin last warned */
+
 	char	cache_key[33];		/* hex; names the disk cache file */
 	char	config_id[80];		/* identity of the config file loaded */
 	struct oa2_token mem;		/* the in-memory cache */
@@ -120,6 +138,33 @@ struct oa2_account *oa2_config_match(const struct oa2_config *cfg,
  * is the same (0), or cannot be examined (-1, e.g. inside a chroot).
  */
 int oa2_config_changed(const struct oa2_config *cfg);
+
+/* Swap the credential in use and the next one (see struct oa2_account). */
+void oa2_account_rotate(struct oa2_account *a);
+
+/* Whether a has a usable next credential. */
+int oa2_account_has_next(const struct oa2_account *a);
+
+/*
+ * When the credential in use (next 0) or the other one (next 1)
+ * expires: a certificate's notAfter or client_secret_expires; 0 when
+ * unknown or absent.
+ */
+time_t oa2_account_expires(const struct oa2_account *a, int next);
+
+/*
+ * "the current client secret", "the next certificate": what the one in
+ * use (next 0) or the other (next 1) is called in the file.
+ */
+const char *oa2_account_cred_name(const struct oa2_account *a, int next);
+
+/*
+ * Log at warning level, through lg, each credential of a that expires
+ * within its expiry_warning, at most once a day (a->expiry_warned).
+ * Called on every token look-up (oa2_token_get), under a->lock.
+ */
+void oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
+    time_t now);
 
 /*
  * The config file to use: option (the SASL option oauth2_config) if

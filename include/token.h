@@ -38,6 +38,22 @@ int oa2_token_parse(long status, const char *body, size_t len, time_t now,
 int oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, struct oa2_error *err);
 
+/*
+ * One request with the account's credential in use only (no rollover
+ * to the next one); *code is the AADSTS code of a refusal, or 0. For
+ * `sasl-oauth2 test`, which tries each credential.
+ */
+int oa2_token_fetch_cred(const struct oa2_account *acct,
+    const struct oa2_log *lg, time_t now, struct oa2_token *out, long *code,
+    struct oa2_error *err);
+
+/*
+ * Whether an AADSTS code refuses the credential itself (a wrong or
+ * expired secret, an unknown certificate): then a next credential is
+ * worth trying (rollover).
+ */
+int oa2_aadsts_credential(long code);
+
 /* What an AADSTS code means, in a few words; NULL when unknown. */
 const char *oa2_aadsts_meaning(long code);
 

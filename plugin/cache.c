@@ -1054,6 +1054,33 @@ from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	return r;
 }
 
+/*
+ * Rollover (sasl-oauth2.conf(5)): when the credential in use has no
+ * usable token on disk and the next one has, another process found the
+ * one in use refused and the next one working: use the next one too,
+ * rather than be refused once more. Under acct->lock.
+ */
+static void
+next_in_use(struct oa2_account *acct, const struct oa2_log *lg, time_t now)
+{
+	struct entry e = { .retry_at = 0 };
+	struct oa2_error werr;
+
+	if (!oa2_account_has_next(acct) ||
+	    (disk_read(acct, &e, &werr) == 0 && usable(&e.tok, now)))
+		goto out;
+	entry_clear(&e);
+	oa2_account_rotate(acct);
+	if (disk_read(acct, &e, &werr) == 0 && usable(&e.tok, now)) {
+		oa2_log(lg, OA2_LOG_INFO, "account %s: using %s, whose token "
+		    "another process cached", acct->match,
+		    oa2_account_cred_name(acct, 0));
+	} else
+		oa2_account_rotate(acct);
+ out:
+	entry_clear(&e);
+}
+
 int
 oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
@@ -1077,6 +1104,7 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		    strerror(r));
 	}
 	now = time(NULL);	/* we may have waited */
+	oa2_account_expiry_warn(acct, lg, now);	/* once a day at most */
 	if (fresh(&acct->mem, acct, now)) {
 		r = oa2_token_copy(out, &acct->mem);
 		goto out;
@@ -1093,6 +1121,8 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		    "only", derr.msg);
 		acct->cache_warned = 1;
 	}
+	if (acct->cache_dir != NULL && !acct->cache_warned)
+		next_in_use(acct, lg, now);
 	if (acct->cache_dir != NULL && !acct->cache_warned)
 		r = from_disk(acct, lg, now, start, &deadline, &tok, &fetched,
 		    &where, &failed, err);

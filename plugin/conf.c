@@ -39,18 +39,24 @@ struct settings {
 	int		assertion_alg;
 	long		assertion_lifetime;
 	int		ca_file_set;	/* explicitly configured */
+	long		expiry_warning;	/* days */
 };
 
 /* The keys each group may hold; anything else is an error. */
 static const char *const setting_keys[] = {
 	"authority", "scope", "ca_file", "cache_dir", "refresh_margin",
 	"timeout", "failure_backoff", "assertion_alg", "assertion_lifetime",
-	NULL
+	"expiry_warning", NULL
 };
 static const char *const account_keys[] = {
 	"match", "tenant", "client_id", "client_secret", "client_secret_file",
 	"certificate", "private_key", "private_key_passphrase_file",
-	"pkcs12", "pkcs12_passphrase_file", NULL
+	"pkcs12", "pkcs12_passphrase_file",
+	/* rollover and expiry */
+	"next_client_secret", "next_client_secret_file", "next_certificate",
+	"next_private_key", "next_private_key_passphrase_file", "next_pkcs12",
+	"next_pkcs12_passphrase_file", "client_secret_expires",
+	"next_client_secret_expires", NULL
 };
 
 struct loader {
@@ -176,6 +182,8 @@ read_settings(struct loader *ld, const config_setting_t *g,
 	    &st->failure_backoff)) != 0 ||
 	    (r = get_long(ld, g, "assertion_lifetime", 60, 600,
 	    &st->assertion_lifetime)) != 0 ||
+	    (r = get_long(ld, g, "expiry_warning", 0, 365,
+	    &st->expiry_warning)) != 0 ||
 	    (r = get_string(ld, g, "assertion_alg", &alg)) != 0)
 		return r;
 	if (config_setting_get_member(g, "ca_file") != NULL)
@@ -327,9 +335,14 @@ valid_match(const char *m)
 	return strchr(m, '*') == NULL || (m[0] == '*' && at == m + 1);
 }
 
-/* Derive the disk cache name from everything that identifies a token. */
+/*
+ * Derive the disk cache name from everything that identifies a token:
+ * the account's endpoint and client, and the credential (secret or
+ * cert), into key.
+ */
 static int
-derive_cache_key(struct loader *ld, struct oa2_account *a)
+derive_cache_key(struct loader *ld, const struct oa2_account *a,
+    const char *secret, const struct oa2_cert *cert, char key[33])
 {
 	unsigned char md[EVP_MAX_MD_SIZE], sec[EVP_MAX_MD_SIZE];
 	unsigned int mdlen, seclen;
@@ -341,13 +354,13 @@ derive_cache_key(struct loader *ld, struct oa2_account *a)
 		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
 	if (a->cred == OA2_CRED_SECRET) {
 		/* A digest of the secret, so that a new secret never reuses. */
-		ok = EVP_Digest(a->client_secret, strlen(a->client_secret),
-		    sec, &seclen, EVP_sha256(), NULL);
+		ok = EVP_Digest(secret, strlen(secret), sec, &seclen,
+		    EVP_sha256(), NULL);
 		cred = "secret";
 	} else {
 		ok = 1;
 		seclen = 0;
-		cred = oa2_cert_x5t_s256(a->cert);
+		cred = oa2_cert_x5t_s256(cert);
 	}
 	ok = ok && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
 	    EVP_DigestUpdate(ctx, "oa2-cache-v1", 13) &&
@@ -364,7 +377,7 @@ derive_cache_key(struct loader *ld, struct oa2_account *a)
 		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
 		    "cannot compute a SHA-256 digest");
 	for (i = 0; i < 16; i++)
-		snprintf(a->cache_key + 2 * i, 3, "%02x", md[i]);
+		snprintf(key + 2 * i, 3, "%02x", md[i]);
 	return OA2_OK;
 }
 
@@ -470,7 +483,8 @@ load_credential(struct loader *ld, const config_setting_t *g,
 		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
 		    "pkcs12_passphrase_file goes with pkcs12, not certificate",
 		    a->match);
-	if ((r = oa2_cert_load(&src, ld->lg, &a->cert, ld->err)) != 0) {
+	/* its expiry warning is load_next's, with expiry_warning */
+	if ((r = oa2_cert_load(&src, NULL, &a->cert, ld->err)) != 0) {
 		if (r == OA2_ERR_NOMEM)
 			return r;
 		if ((first = config_setting_get_member(g,
@@ -518,6 +532,260 @@ account_match(struct loader *ld, const config_setting_t *g,
 			    "already used by the account at line %d", match,
 			    ld->cfg->accounts[n].line);
 	return OA2_OK;
+}
+
+/* ---- rollover and expiry (next_*, *_expires, expiry_warning) ---- */
+
+/* "YYYY-MM-DD" (as the Azure portal shows it) -> 00:00 UTC that day. */
+static int
+get_date(struct loader *ld, const config_setting_t *g, const char *key,
+    time_t *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	const char *v = NULL;
+	struct tm tm;
+	char *end;
+	int r;
+
+	*out = 0;
+	if ((r = get_string(ld, g, key, &v)) != 0 || v == NULL)
+		return r;
+	memset(&tm, 0, sizeof(tm));
+	if (strlen(v) != 10 || strspn(v, "0123456789-") != 10 ||
+	    (end = strptime(v, "%Y-%m-%d", &tm)) == NULL || *end != '\0' ||
+	    tm.tm_year < 100 || (*out = timegm(&tm)) <= 0)
+		return fail(ld, s, OA2_ERR_CONFIG, "%s must be a date "
+		    "\"YYYY-MM-DD\" (the Expires column of the Azure portal)",
+		    key);
+	return OA2_OK;
+}
+
+/*
+ * The next credential, of the same kind as the current one. A next
+ * one that cannot be loaded leaves the account working with the
+ * current one: the sentence is kept in next_err and logged.
+ */
+static int
+load_next(struct loader *ld, const config_setting_t *g,
+    struct oa2_account *a)
+{
+	struct oa2_cert_source src;
+	const config_setting_t *s;
+	struct oa2_error *err = ld->err;
+	const char *v = NULL, *vf = NULL;
+	int r;
+
+	if ((r = get_date(ld, g, "client_secret_expires",
+	    &a->secret_expires)) != 0 ||
+	    (r = get_date(ld, g, "next_client_secret_expires",
+	    &a->next_secret_expires)) != 0)
+		return r;
+	memset(&src, 0, sizeof(src));
+	if ((r = get_string(ld, g, "next_client_secret", &v)) != 0 ||
+	    (r = get_string(ld, g, "next_client_secret_file", &vf)) != 0 ||
+	    (r = get_string(ld, g, "next_certificate",
+	    &src.certificate)) != 0 ||
+	    (r = get_string(ld, g, "next_private_key",
+	    &src.private_key)) != 0 ||
+	    (r = get_string(ld, g, "next_private_key_passphrase_file",
+	    &src.passphrase_file)) != 0 ||
+	    (r = get_string(ld, g, "next_pkcs12", &src.pkcs12)) != 0 ||
+	    (r = get_string(ld, g, "next_pkcs12_passphrase_file",
+	    &src.pkcs12_passphrase_file)) != 0)
+		return r;
+	if (v != NULL)
+		ld->has_inline_secret = 1;
+	if (a->cred == OA2_CRED_SECRET) {
+		s = config_setting_get_member(g, src.certificate != NULL ?
+		    "next_certificate" : "next_pkcs12");
+		if (src.certificate != NULL || src.pkcs12 != NULL ||
+		    src.private_key != NULL)
+			return fail(ld, s != NULL ? s : g, OA2_ERR_CONFIG,
+			    "account \"%s\" uses a client secret: its next "
+			    "credential is next_client_secret_file or "
+			    "next_client_secret", a->match);
+		if (v != NULL && vf != NULL)
+			return fail(ld, config_setting_get_member(g,
+			    "next_client_secret"), OA2_ERR_CONFIG, "account "
+			    "\"%s\": keep one of next_client_secret_file and "
+			    "next_client_secret", a->match);
+		if (v == NULL && vf == NULL)
+			return OA2_OK;
+		if (v != NULL && (a->next_client_secret = strdup(v)) == NULL)
+			return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		s = config_setting_get_member(g, v != NULL ?
+		    "next_client_secret" : "next_client_secret_file");
+		ld->err = &a->next_err;
+		if (vf != NULL && (r = oa2_read_secret_file(vf, "secret file",
+		    &a->next_client_secret, ld->err)) != 0)
+			fail_wrap(ld, s, r);
+		else if (a->client_secret != NULL &&
+		    strcmp(a->next_client_secret, a->client_secret) == 0)
+			r = fail(ld, s, OA2_ERR_CONFIG, "the next client "
+			    "secret is the current one");
+	} else {
+		if (v != NULL || vf != NULL)
+			return fail(ld, config_setting_get_member(g, v != NULL ?
+			    "next_client_secret" : "next_client_secret_file"),
+			    OA2_ERR_CONFIG, "account \"%s\" uses a "
+			    "certificate: its next credential is "
+			    "next_certificate with next_private_key, or "
+			    "next_pkcs12", a->match);
+		if (src.certificate == NULL && src.pkcs12 == NULL) {
+			if (src.private_key != NULL)
+				return fail(ld, config_setting_get_member(g,
+				    "next_private_key"), OA2_ERR_CONFIG,
+				    "next_private_key needs next_certificate");
+			return OA2_OK;
+		}
+		s = config_setting_get_member(g, src.certificate != NULL ?
+		    "next_certificate" : "next_pkcs12");
+		if (src.certificate != NULL && src.pkcs12 != NULL)
+			return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
+			    "keep one of next_certificate and next_pkcs12",
+			    a->match);
+		if (src.certificate != NULL && src.private_key == NULL)
+			return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
+			    "next_certificate needs next_private_key",
+			    a->match);
+		ld->err = &a->next_err;
+		if ((r = oa2_cert_load(&src, NULL, &a->next_cert,
+		    ld->err)) != 0)
+			fail_wrap(ld, s, r);
+		else if (a->cert != NULL &&
+		    strcmp(oa2_cert_x5t_s256(a->next_cert),
+		    oa2_cert_x5t_s256(a->cert)) == 0)
+			r = fail(ld, s, OA2_ERR_CONFIG, "the next certificate "
+			    "is the current one");
+	}
+	if (r == 0)
+		r = derive_cache_key(ld, a, a->next_client_secret,
+		    a->next_cert, a->next_cache_key);
+	ld->err = err;
+	if (r == OA2_ERR_NOMEM)
+		return oa2_seterr(err, r, "out of memory");
+	if (r != 0) {
+		a->next_err.code = r;
+		oa2_freezero_str(&a->next_client_secret);
+		oa2_cert_free(&a->next_cert);
+		a->next_cache_key[0] = '\0';
+		oa2_log(ld->lg, OA2_LOG_WARNING, "%s (account \"%s\" has no "
+		    "next credential; the current one is used)",
+		    a->next_err.msg, a->match);
+	}
+	return OA2_OK;
+}
+
+/*
+ * The current credential cannot be loaded (r, its sentence in ld->err:
+ * an expired certificate, a missing file): with a next one that loads,
+ * the account uses that one (as after a rotation) instead of failing.
+ */
+static int
+next_instead(struct loader *ld, const config_setting_t *g,
+    struct oa2_account *a, int r)
+{
+	struct oa2_error cur = *ld->err;
+	int r2;
+
+	/* only a file that cannot be used, never a mistake in the config */
+	if (r != OA2_ERR_CREDENTIAL || a->cred == 0 ||
+	    a->client_secret != NULL || a->cert != NULL)
+		return r;
+	if ((r2 = load_next(ld, g, a)) != 0)
+		return r2;
+	if (!oa2_account_has_next(a)) {
+		*ld->err = cur;
+		return r;
+	}
+	oa2_account_rotate(a);		/* next_cache_key becomes "" */
+	a->next_err = cur;
+	a->next_err.code = r;
+	oa2_clearerr(ld->err);
+	oa2_log(ld->lg, OA2_LOG_WARNING, "%s (%s of account \"%s\" cannot "
+	    "be used; %s is: make it current)", cur.msg,
+	    oa2_account_cred_name(a, 1), a->match,
+	    oa2_account_cred_name(a, 0));
+	return OA2_OK;
+}
+
+void
+oa2_account_rotate(struct oa2_account *a)
+{
+	char key[sizeof(a->cache_key)], *sec = a->client_secret;
+	struct oa2_cert *cert = a->cert;
+	time_t t = a->secret_expires;
+
+	a->client_secret = a->next_client_secret;
+	a->next_client_secret = sec;
+	a->cert = a->next_cert;
+	a->next_cert = cert;
+	a->secret_expires = a->next_secret_expires;
+	a->next_secret_expires = t;
+	memcpy(key, a->cache_key, sizeof(key));
+	memcpy(a->cache_key, a->next_cache_key, sizeof(key));
+	memcpy(a->next_cache_key, key, sizeof(key));
+	a->rotated = !a->rotated;
+}
+
+int
+oa2_account_has_next(const struct oa2_account *a)
+{
+	return !a->broken && a->next_cache_key[0] != '\0';
+}
+
+time_t
+oa2_account_expires(const struct oa2_account *a, int next)
+{
+	if (a->broken || (next && !oa2_account_has_next(a)))
+		return 0;
+	if (a->cred == OA2_CRED_CERT)
+		return oa2_cert_not_after(next ? a->next_cert : a->cert);
+	return next ? a->next_secret_expires : a->secret_expires;
+}
+
+const char *
+oa2_account_cred_name(const struct oa2_account *a, int next)
+{
+	int is_next = next ? !a->rotated : a->rotated;
+
+	if (a->cred == OA2_CRED_CERT)
+		return is_next ? "the next certificate" :
+		    "the current certificate";
+	return is_next ? "the next client secret" :
+	    "the current client secret";
+}
+
+void
+oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
+    time_t now)
+{
+	time_t exp;
+	int i;
+
+	if (a->expiry_warning <= 0 || (a->expiry_warned != 0 &&
+	    now - a->expiry_warned < 86400 && now >= a->expiry_warned))
+		return;
+	a->expiry_warned = now;
+	for (i = 0; i < 2; i++) {
+		if ((exp = oa2_account_expires(a, i)) == 0 ||
+		    exp - now >= a->expiry_warning)
+			continue;
+		if (exp <= now)
+			oa2_log(lg, OA2_LOG_WARNING, "%s of account %s has "
+			    "expired", oa2_account_cred_name(a, i), a->match);
+		else
+			oa2_log(lg, OA2_LOG_WARNING, "%s of account %s "
+			    "expires in %ld days (expiry_warning is %ld): "
+			    "%s", oa2_account_cred_name(a, i), a->match,
+			    (long)((exp - now) / 86400),
+			    a->expiry_warning / 86400,
+			    a->cred == OA2_CRED_CERT ? "make a new one with "
+			    "`sasl-oauth2 certificate new`, upload it to the "
+			    "app registration and set it as next_certificate" :
+			    "create a new one in the app registration and set "
+			    "it as next_client_secret_file");
+	}
 }
 
 /* The rest of an account; a failure here disables only this account. */
@@ -592,11 +860,16 @@ load_account(struct loader *ld, const config_setting_t *g,
 	    (long long)ld->cfg->size);
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
+	a->expiry_warning = st.expiry_warning * 86400;
 	s = config_setting_get_member(g, "ca_file");
-	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0 ||
-	    (r = load_credential(ld, g, a)) != 0)
+	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0)
 		return r;
-	return derive_cache_key(ld, a);
+	if ((r = load_credential(ld, g, a)) != 0)
+		return next_instead(ld, g, a, r);
+	if ((r = derive_cache_key(ld, a, a->client_secret, a->cert,
+	    a->cache_key)) != 0)
+		return r;
+	return load_next(ld, g, a);
 }
 
 /*
@@ -626,7 +899,7 @@ load(struct loader *ld, config_t *lc)
 	struct oa2_config *cfg = ld->cfg;
 	struct settings defaults = {
 		DEFAULT_AUTHORITY, DEFAULT_SCOPE, DEFAULT_CA_FILE,
-		DEFAULT_CACHE_DIR, 600, 15, 60, OA2_ALG_PS256, 300, 0
+		DEFAULT_CACHE_DIR, 600, 15, 60, OA2_ALG_PS256, 300, 0, 30
 	};
 	static const char *const top_keys[] = {
 		"version", "defaults", "accounts", NULL
@@ -705,6 +978,9 @@ load(struct loader *ld, config_t *lc)
 		a->load_err.code = r;
 		oa2_freezero_str(&a->client_secret);
 		oa2_cert_free(&a->cert);
+		oa2_freezero_str(&a->next_client_secret);
+		oa2_cert_free(&a->next_cert);
+		a->next_cache_key[0] = '\0';
 		cfg->nbroken++;
 		oa2_log(ld->lg, OA2_LOG_WARNING, "%s (account \"%s\" is not "
 		    "used; the other accounts are)", a->load_err.msg,
@@ -798,14 +1074,19 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 
 		for (i = 0; i < n; i++) {
 			config_setting_t *g = config_setting_get_elem(list, i);
-			config_setting_t *s = config_setting_get_member(g,
-			    "client_secret");
+			static const char *const inl[] = {
+				"client_secret", "next_client_secret", NULL
+			};
+			config_setting_t *s;
 			const char *v;
+			int k;
 
-			if (s != NULL && config_setting_type(s) ==
-			    CONFIG_TYPE_STRING &&
-			    (v = config_setting_get_string(s)) != NULL)
-				oa2_wipe((char *)v, strlen(v));
+			for (k = 0; inl[k] != NULL; k++)
+				if ((s = config_setting_get_member(g,
+				    inl[k])) != NULL && config_setting_type(s)
+				    == CONFIG_TYPE_STRING &&
+				    (v = config_setting_get_string(s)) != NULL)
+					oa2_wipe((char *)v, strlen(v));
 		}
 	}
 	config_destroy(&lc);
@@ -835,6 +1116,8 @@ oa2_config_free(struct oa2_config **cfgp)
 		free(a->cache_dir);
 		oa2_freezero_str(&a->client_secret);
 		oa2_cert_free(&a->cert);
+		oa2_freezero_str(&a->next_client_secret);
+		oa2_cert_free(&a->next_cert);
 		oa2_token_clear(&a->mem);
 		pthread_mutex_destroy(&a->lock);
 	}

@@ -93,6 +93,9 @@ oa2_aadsts_meaning(long code)
 	return NULL;
 }
 
+static int parse_code(long, const char *, size_t, time_t, struct oa2_token *,
+    long *, struct oa2_error *);
+
 /* expires_in: a JSON integer or a string of digits, 1 s .. 1 year. */
 static int
 parse_expires_in(const json_t *v, long *out)
@@ -140,7 +143,7 @@ printable_token(const char *s, size_t len)
  * description", sanitised; permanent or transient.
  */
 static int
-parse_error(long status, json_t *root, struct oa2_error *err)
+parse_error(long status, json_t *root, long *codep, struct oa2_error *err)
 {
 	const char *error, *desc, *meaning = NULL, *p;
 	char e[64], d[200], codes[32] = "";
@@ -165,6 +168,7 @@ parse_error(long status, json_t *root, struct oa2_error *err)
 		if (errno != 0 || code >= 100000000)
 			code = 0;
 	}
+	*codep = code;
 	if (code > 0) {
 		snprintf(codes, sizeof(codes), ": AADSTS%ld", code);
 		meaning = oa2_aadsts_meaning(code);
@@ -203,11 +207,22 @@ int
 oa2_token_parse(long status, const char *body, size_t len, time_t now,
     struct oa2_token *out, struct oa2_error *err)
 {
+	long code;
+
+	return parse_code(status, body, len, now, out, &code, err);
+}
+
+/* oa2_token_parse, and the AADSTS code of a refusal into *codep (or 0). */
+static int
+parse_code(long status, const char *body, size_t len, time_t now,
+    struct oa2_token *out, long *codep, struct oa2_error *err)
+{
 	json_t *root, *tok, *type;
 	long expires_in;
 	int r;
 
 	memset(out, 0, sizeof(*out));
+	*codep = 0;
 	if (status >= 300 && status < 400)
 		return redirect_error(status, NULL, err);
 	root = body != NULL ?
@@ -224,7 +239,7 @@ oa2_token_parse(long status, const char *body, size_t len, time_t now,
 		    status == 404 ? " (check authority and tenant)" : "");
 	}
 	if (status != 200) {
-		r = parse_error(status, root, err);
+		r = parse_error(status, root, codep, err);
 		goto out;
 	}
 	r = OA2_ERR_RESPONSE;
@@ -346,26 +361,21 @@ elapsed(const struct timespec *t0)
 	    (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/*
- * Weak, so that tests/test-cache.c can put a counting stub in its place
- * while still linking the rest of this file from the core library.
- */
-__attribute__((weak)) int
-oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
-    time_t now, struct oa2_token *out, struct oa2_error *err)
+/* One credential's request, with one retry of a transient refusal. */
+int
+oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
+    time_t now, struct oa2_token *out, long *code, struct oa2_error *err)
 {
 	struct oa2_http_request req;
 	struct oa2_http_response resp = { 0, NULL, 0, -1, "" };
-	struct oa2_error local;
 	struct timespec t0, ts;
 	char *form = NULL;
 	size_t len;
 	long wait;
 	int r, attempt;
 
-	if (err == NULL)
-		err = &local;
 	memset(out, 0, sizeof(*out));
+	*code = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (attempt = 0; attempt < 2; attempt++) {
 		/* a new assertion (fresh jti) for each attempt */
@@ -392,8 +402,8 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 		if (r == 0 && resp.status >= 300 && resp.status < 400)
 			r = redirect_error(resp.status, resp.location, err);
 		else if (r == 0)
-			r = oa2_token_parse(resp.status, resp.body, resp.len,
-			    now, out, err);
+			r = parse_code(resp.status, resp.body, resp.len,
+			    now, out, code, err);
 		wait = resp.retry_after >= 0 ? resp.retry_after : 1;
 		oa2_http_response_clear(&resp);
 		/*
@@ -416,4 +426,92 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, expires "
 		    "in %ld s", acct->match, (long)(out->expires_at - now));
 	return r;
+}
+
+/*
+ * The AADSTS codes by which the endpoint refuses the credential itself
+ * (not the client, tenant, scope or clock): after one of them the next
+ * credential is tried. From Microsoft's error code reference and the
+ * Azure SDK's troubleshooting tables.
+ */
+int
+oa2_aadsts_credential(long code)
+{
+	switch (code) {
+	case 7000215:	/* invalid client secret */
+	case 7000222:	/* expired client secret */
+	case 70002:	/* error validating the credentials */
+	case 700027:	/* assertion signature / thumbprint not known */
+	case 700030:	/* certificate not authorized */
+	case 5002730:	/* unsupported key for the signing algorithm */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* "AADSTS7000222: the client secret has expired..." for a refusal. */
+static void
+refusal(char *buf, size_t len, long code)
+{
+	const char *m = oa2_aadsts_meaning(code);
+
+	snprintf(buf, len, "AADSTS%ld%s%s", code, m != NULL ? ": " : "",
+	    m != NULL ? m : "");
+}
+
+/*
+ * Weak, so that tests/test-cache.c can put a counting stub in its place
+ * while still linking the rest of this file from the core library.
+ *
+ * With a next credential (rollover), a refusal of the one in use for a
+ * credential reason (oa2_aadsts_credential) makes the same call try the
+ * other one at once; when that works, the two are swapped for good (for
+ * this process, until the config is loaded again): acct changes, which
+ * its callers allow by holding acct->lock (cache.c) or by being the
+ * only thread (the tool).
+ */
+__attribute__((weak)) int
+oa2_token_fetch(const struct oa2_account *cacct, const struct oa2_log *lg,
+    time_t now, struct oa2_token *out, struct oa2_error *err)
+{
+	struct oa2_account *acct = (struct oa2_account *)cacct;
+	struct oa2_error local;
+	char first[200], second[200];
+	long code, code2;
+	int r;
+
+	if (err == NULL)
+		err = &local;
+	r = oa2_token_fetch_cred(acct, lg, now, out, &code, err);
+	if (r != OA2_ERR_DENIED || !oa2_aadsts_credential(code) ||
+	    !oa2_account_has_next(acct))
+		return r;
+	refusal(first, sizeof(first), code);
+	oa2_log(lg, OA2_LOG_INFO, "%s of account %s was refused (%s); trying "
+	    "%s", oa2_account_cred_name(acct, 0), acct->match, first,
+	    oa2_account_cred_name(acct, 1));
+	oa2_account_rotate(acct);
+	r = oa2_token_fetch_cred(acct, lg, now, out, &code2, err);
+	if (r == 0) {
+		oa2_log(lg, OA2_LOG_WARNING, "%s of account %s was refused "
+		    "(%s); %s works%s", oa2_account_cred_name(acct, 1),
+		    acct->match, first, oa2_account_cred_name(acct, 0),
+		    acct->rotated ? ": make it current (move it to the "
+		    "current key and remove the next_ one)" : "");
+		return r;
+	}
+	oa2_account_rotate(acct);	/* back: the other one is first */
+	if (r == OA2_ERR_DENIED && code2 > 0) {
+		refusal(second, sizeof(second), code2);
+		return oa2_seterr(err, r, "both credentials of account %s "
+		    "were refused: %s (%s) and %s (%s)", acct->match,
+		    oa2_account_cred_name(acct, 0), first,
+		    oa2_account_cred_name(acct, 1), second);
+	}
+	oa2_sanitize(second, sizeof(second), err->msg, strlen(err->msg),
+	    sizeof(second) - 1);
+	return oa2_seterr(err, r, "%s of account %s was refused (%s), and "
+	    "%s failed: %s", oa2_account_cred_name(acct, 0), acct->match,
+	    first, oa2_account_cred_name(acct, 1), second);
 }

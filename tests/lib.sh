@@ -167,7 +167,7 @@ start_tokend() {
                "$TENANT_ID": { "id": "$TENANT_ID", "domain": "contoso.com" } },
   "clients": {
     "$CLIENT": { "tenant": "$TENANT", "secrets": ["$SECRET"], "expired_secrets": ["expired-secret"] },
-    "$CERT_CLIENT": { "tenant": "$TENANT", "certs": ["$T/app.crt"] } } }
+    "$CERT_CLIENT": { "tenant": "$TENANT", "certs": ["$T/app.crt"] }${TOKEND_CLIENTS:-} } }
 JSON
 	run_tokend tokend "$T/tokend.json" --control "$T/tokend.control" \
 		--pid-file "$T/tokend.pid"

@@ -127,6 +127,27 @@ static const struct {
 	  ":4: assertion_alg must be \"PS256\" or \"RS256\"", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " certificate = \"/c.pem\"; } );\n", "certificate needs private_key", 1 },
+	/* rollover and expiry (issue 17) */
+	{ "defaults = { expiry_warning = 400; };\naccounts = ( " ACCT("*")
+	  " );\n", ":1: expiry_warning must be between 0 and 365", 0 },
+	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	  " client_secret_file = \"@S@\"; client_secret_expires = \"2027-13-01\"; } );\n",
+	  ":4: client_secret_expires must be a date \"YYYY-MM-DD\"", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	  " client_secret_file = \"@S@\"; next_client_secret_expires = \"1.1.2027\"; } );\n",
+	  ":4: next_client_secret_expires must be a date", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	  " client_secret_file = \"@S@\"; next_certificate = \"/c.pem\"; } );\n",
+	  ":4: account \"*\" uses a client secret: its next credential is "
+	  "next_client_secret_file or next_client_secret", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	  " client_secret_file = \"@S@\"; next_client_secret = \"n\";\n"
+	  " next_client_secret_file = \"@S@\"; } );\n",
+	  ":4: account \"*\": keep one of next_client_secret_file and "
+	  "next_client_secret", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
+	  " client_secret_file = \"@S@\"; next_client_secret = 5; } );\n",
+	  ":4: next_client_secret must be a string", 1 },
 	{ HEAD "accounts = ( 5 );\n", ":3: each entry of accounts must be a group", 0 },
 	{ HEAD "accounts = { a = 1; };\n", ":3: accounts must be a list", 0 },
 };
@@ -148,6 +169,78 @@ static int
 sh(const char *cmd)
 {
 	return system(cmd) == 0;
+}
+
+/*
+ * Issue 17: a next secret is loaded with its own cache key; rotation
+ * swaps the two; a next one that cannot be loaded leaves the account
+ * working with the current one; dates and expiry_warning are read.
+ */
+static void
+rollover(void)
+{
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a;
+	struct oa2_error err;
+	char key[33];
+
+	write_conf("version = 1;\ndefaults = { ca_file = \"@CA@\"; "
+	    "cache_dir = \"\"; expiry_warning = 20; };\n"
+	    "accounts = ( { match = \"a@b.c\"; tenant = \"t\"; "
+	    "client_id = \"c\";\n client_secret_file = \"@S@\";\n"
+	    " next_client_secret = \"next-one\";\n"
+	    " client_secret_expires = \"2030-01-02\";\n"
+	    " next_client_secret_expires = \"2031-02-03\"; },\n"
+	    "{ match = \"d@b.c\"; tenant = \"t\"; client_id = \"c\";\n"
+	    " client_secret_file = \"@S@\";\n"
+	    " next_client_secret_file = \"/nonexistent\"; },\n"
+	    "{ match = \"e@b.c\"; tenant = \"t\"; client_id = \"c\";\n"
+	    " client_secret_file = \"/nonexistent\";\n"
+	    " next_client_secret = \"next-two\"; } );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 0,
+	    "rollover: accounts with next secrets load");
+	if (cfg == NULL) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	a = &cfg->accounts[0];
+	ok(oa2_account_has_next(a) && strlen(a->next_cache_key) == 32 &&
+	    strcmp(a->cache_key, a->next_cache_key) != 0,
+	    "rollover: the next secret has a cache key of its own");
+	ok(a->expiry_warning == 20 * 86400, "expiry_warning in days");
+	ok(oa2_account_expires(a, 0) == 1893542400 &&
+	    oa2_account_expires(a, 1) == 1927843200,
+	    "client_secret_expires dates: 00:00 UTC");
+	is_str(oa2_account_cred_name(a, 0), "the current client secret",
+	    "the one in use is the current one");
+	memcpy(key, a->next_cache_key, sizeof(key));
+	oa2_account_rotate(a);
+	ok(a->rotated && strcmp(a->client_secret, "next-one") == 0 &&
+	    strcmp(a->next_client_secret, "not-a-real-secret") == 0 &&
+	    strcmp(a->cache_key, key) == 0 &&
+	    oa2_account_expires(a, 0) == 1927843200,
+	    "rotate: the next secret, its cache key and date in use");
+	is_str(oa2_account_cred_name(a, 0), "the next client secret",
+	    "and it is called the next one");
+	oa2_account_rotate(a);
+	ok(!a->rotated && strcmp(a->client_secret, "not-a-real-secret") == 0,
+	    "rotate again: back");
+	a = &cfg->accounts[1];
+	ok(!a->broken && !oa2_account_has_next(a) &&
+	    a->client_secret != NULL, "an unreadable next secret: the "
+	    "account works with the current one");
+	has_str(a->next_err.msg, ":10: next_client_secret_file: cannot open "
+	    "secret file /nonexistent", "and the next one's sentence is kept");
+	a = &cfg->accounts[2];
+	ok(!a->broken && a->rotated && !oa2_account_has_next(a) &&
+	    a->client_secret != NULL && strcmp(a->client_secret, "next-two")
+	    == 0 && strlen(a->cache_key) == 32, "an unusable current secret "
+	    "with a usable next one: the account uses the next one");
+	has_str(a->next_err.msg, ":12: client_secret_file: cannot open secret "
+	    "file /nonexistent", "and keeps the current one's sentence");
+	is_str(oa2_account_cred_name(a, 1), "the current client secret",
+	    "which is called the current one");
+	oa2_config_free(&cfg);
 }
 
 /*
@@ -780,6 +873,7 @@ main(void)
 	is_str(oa2_config_path(""), OA2_DEFAULT_CONF, "then the default");
 
 	have_openssl = sh("openssl version > /dev/null 2>&1");
+	rollover();
 	one_bad_account();
 	broken_kinds(have_openssl);
 	cert_buffer_wiped(have_openssl);

@@ -362,6 +362,15 @@ test_meaning_copy(void)
 	ok(oa2_aadsts_meaning(12345) == NULL, "unknown code: NULL");
 	ok(oa2_aadsts_meaning(0) == NULL, "code 0: NULL");
 	has_str(oa2_aadsts_meaning(700024), "clock", "700024 names the clock");
+	/* rollover: which refusals make the next credential worth a try */
+	ok(oa2_aadsts_credential(7000215) && oa2_aadsts_credential(7000222) &&
+	    oa2_aadsts_credential(700027) && oa2_aadsts_credential(700030) &&
+	    oa2_aadsts_credential(70002),
+	    "wrong or expired secret, unknown certificate: credential codes");
+	ok(!oa2_aadsts_credential(700016) && !oa2_aadsts_credential(90002) &&
+	    !oa2_aadsts_credential(700024) && !oa2_aadsts_credential(1002012) &&
+	    !oa2_aadsts_credential(0),
+	    "unknown app or tenant, clock, scope: not the credential's fault");
 
 	a.access_token = strdup(TOK);
 	a.expires_at = NOW;

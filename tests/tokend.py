@@ -131,7 +131,7 @@ class Entra:
             "error_uri": "https://login.microsoftonline.com/error?code=%d"
                          % code}
 
-    def check_assertion(self, cid, token_url, assertion):
+    def check_assertion(self, cid, token_url, assertion, seen=None):
         """None when the assertion is good, else an error answer."""
         bad_sig = self.error(401, "invalid_client", 700027,
                              "Client assertion failed signature "
@@ -165,6 +165,9 @@ class Entra:
                               "signature. [Reason - The key was not found.,"
                               " Thumbprint of key used by client: '%s']"
                               % thumb)
+        if seen is not None:
+            # which registered certificate (1, 2, ...): for rollover tests
+            seen["n"] = self.certs[cid].index(matches[0]) + 1
         try:
             matches[0]["key"].verify(
                 sig, (head_b64 + "." + claims_b64).encode(), pad,
@@ -320,13 +323,15 @@ class Entra:
                                   "the secret being sent in the request is "
                                   "the client secret value, not the client "
                                   "secret ID."), "wrong-secret", tenant
+            # which registered secret (1, 2, ...): for rollover tests
+            seen["n"] = client["secrets"].index(form["client_secret"]) + 1
         elif "client_assertion" in form:
             if form.get("client_assertion_type") != ASSERTION_TYPE:
                 return self.error(400, "invalid_request", 50027,
                                   "Invalid client_assertion_type."), \
                     "bad-assertion-type", tenant
             bad = self.check_assertion(cid, token_url,
-                                       form["client_assertion"])
+                                       form["client_assertion"], seen)
             if bad is not None:
                 return bad, "bad-assertion-%s" % \
                     bad[1]["error_codes"][0], tenant
@@ -420,8 +425,8 @@ def make_handler(entra, port):
                 return self.send(200, b"{\"x\":\"" + b"A" * (8 << 20) +
                                  b"\"}")
             status, answer = entra.issue(tenant, cid, mode)
-            entra.log(tenant, cid, "ok credential=" +
-                      seen.get("credential", "secret"))
+            entra.log(tenant, cid, "ok credential=%s n=%d" % (
+                seen.get("credential", "secret"), seen.get("n", 1)))
             self.send(status, answer)
     return Handler
 

@@ -52,7 +52,8 @@
 #define PROBE_TIMEOUT	10L	/* seconds: connect, then first bytes */
 #define ROLE_IMAP	"IMAP.AccessAsApp"
 #define ROLE_SMTP	"SMTP.SendAsApp"
-#define EXPIRY_WARNING	(30 * 86400)
+/* check-config --expiring DAYS: a credential expires within DAYS */
+#define EX_EXPIRING	EX_UNAVAILABLE
 
 const char *progname = "sasl-oauth2";
 
@@ -67,6 +68,7 @@ struct opts {
 	int		no_login;	/* test --no-login */
 	int		no_cache;	/* test --no-cache */
 	const char	*mech;		/* tunnel --mech */
+	long		expiring;	/* check-config --expiring; -1: none */
 };
 
 /* ---- messages -------------------------------------------------------- */
@@ -157,6 +159,10 @@ help(void)
 	    "                     (default %s) login, explaining failures\n"
 	    "  thumbprint CERT    SHA-1 thumbprint as Azure shows it, x5t, "
 	    "x5t#S256\n"
+	    "  certificate new PREFIX [--bits N] [--days N] [--subject CN] "
+	    "[--owner U]\n"
+	    "                     write PREFIX.key and PREFIX.crt for an "
+	    "app registration\n"
 	    "  cache list [USER]  cached tokens: account and expiry, never "
 	    "the token\n"
 	    "  cache clear [USER] drop cached tokens\n"
@@ -182,6 +188,8 @@ help(void)
 	    "  --ca-file FILE     test, tunnel: CA bundle for the mail "
 	    "server's certificate\n"
 	    "  --mech MECH        tunnel: XOAUTH2 (default) or OAUTHBEARER\n"
+	    "  --expiring DAYS    check-config: exit 69 when a credential "
+	    "expires within DAYS\n"
 	    "  --no-login         test: stop after the token\n"
 	    "  --no-cache         test: ask the token endpoint, bypassing the "
 	    "cache\n"
@@ -287,12 +295,16 @@ load_config(const struct opts *o, const struct oa2_log *lg,
  */
 static void
 credential_keys(const char *path, size_t n, const char **kind,
-    const char **file)
+    const char **file, int next)
 {
-	static const char *const keys[] = {
+	static const char *const cur[] = {
 		"client_secret_file", "client_secret", "certificate",
 		"pkcs12", NULL
+	}, *const nxt[] = {
+		"next_client_secret_file", "next_client_secret",
+		"next_certificate", "next_pkcs12", NULL
 	};
+	const char *const *keys = next ? nxt : cur;
 	config_t lc;
 	config_setting_t *list, *g, *s;
 	size_t i;
@@ -320,11 +332,13 @@ credential_keys(const char *path, size_t n, const char **kind,
 				file[i] = strdup(config_setting_get_string(s));
 			break;
 		}
-		if ((s = config_setting_get_member(g, "client_secret")) !=
-		    NULL && config_setting_type(s) == CONFIG_TYPE_STRING) {
-			const char *v = config_setting_get_string(s);
+		for (k = 0; k < 2; k++) {
+			const char *v;
 
-			if (v != NULL)
+			if ((s = config_setting_get_member(g, k == 0 ?
+			    "client_secret" : "next_client_secret")) != NULL &&
+			    config_setting_type(s) == CONFIG_TYPE_STRING &&
+			    (v = config_setting_get_string(s)) != NULL)
 				oa2_wipe((char *)v, strlen(v));
 		}
 	}
@@ -348,18 +362,85 @@ cache_dir_problem(const char *dir, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * How many of a's credentials (in use, next) expire within `within`
+ * seconds (or have expired); with print, one line for each. A secret
+ * without client_secret_expires has no known date: not counted.
+ */
+static int
+expiry_lines(const struct oa2_account *a, time_t now, long within, int print)
+{
+	char t[64];
+	time_t exp;
+	int i, n = 0;
+
+	if (a->broken)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		if ((exp = oa2_account_expires(a, i)) == 0 ||
+		    exp - now >= within)
+			continue;
+		n++;
+		if (!print)
+			continue;
+		if (exp <= now)
+			printf("      %s expired on %s\n",
+			    oa2_account_cred_name(a, i),
+			    fmt_time(exp, t, sizeof(t)));
+		else
+			printf("      %s expires in %ld days, on %s "
+			    "(expiry_warning %ld)\n",
+			    oa2_account_cred_name(a, i),
+			    (long)((exp - now) / 86400),
+			    fmt_time(exp, t, sizeof(t)),
+			    a->expiry_warning / 86400);
+	}
+	return n;
+}
+
+/* The next credential of a (rollover), as check-config shows it. */
+static void
+show_next(const struct oa2_account *a, const char *kind, const char *file,
+    time_t now)
+{
+	char t[64], d[32];
+	const struct oa2_cert *c;
+
+	if (a->next_err.code != 0) {
+		printf("      %s is unusable (%s is used): %s\n",
+		    oa2_account_cred_name(a, 1), oa2_account_cred_name(a, 0),
+		    a->next_err.msg);
+		return;
+	}
+	if (!oa2_account_has_next(a))
+		return;
+	if (a->cred == OA2_CRED_SECRET) {
+		printf("      next: %s%s, loaded; used when the current one "
+		    "is refused\n", kind != NULL && file != NULL ?
+		    "secret file " : "inline next_client_secret",
+		    kind != NULL && file != NULL ? file : "");
+		return;
+	}
+	c = a->next_cert;
+	printf("      next: certificate %s thumbprint %s expires %s (%s), "
+	    "loaded; used when the current one is refused\n",
+	    file != NULL ? file : "?", oa2_cert_sha1_hex(c),
+	    fmt_time(oa2_cert_not_after(c), t, sizeof(t)),
+	    fmt_duration((long)(oa2_cert_not_after(c) - now), d, sizeof(d)));
+}
+
 static int
 cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 {
 	struct oa2_log quiet = *lg_, *lg = &quiet;
 	struct oa2_config *cfg = NULL;
 	struct oa2_error err;
-	const char **kind = NULL, **file = NULL;
+	const char **kind = NULL, **file = NULL, **nkind = NULL, **nfile = NULL;
 	char t[64], d[32], why[512];
 	const char *problem;
 	time_t now = time(NULL);
 	size_t i;
-	int r;
+	int r, expiring = 0;
 
 	/* The verdict lines carry the warnings (expiry) unless -v. */
 	if (o->verbose == 0)
@@ -370,13 +451,18 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		return exit_code(r) == EX_OSERR ? EX_OSERR : EX_CONFIG;
 	}
 	if ((kind = calloc(cfg->naccounts, sizeof(*kind))) == NULL ||
-	    (file = calloc(cfg->naccounts, sizeof(*file))) == NULL) {
+	    (file = calloc(cfg->naccounts, sizeof(*file))) == NULL ||
+	    (nkind = calloc(cfg->naccounts, sizeof(*nkind))) == NULL ||
+	    (nfile = calloc(cfg->naccounts, sizeof(*nfile))) == NULL) {
 		free(kind);
+		free(file);
+		free(nkind);
 		oa2_config_free(&cfg);
 		warnx_("out of memory");
 		return EX_OSERR;
 	}
-	credential_keys(cfg->path, cfg->naccounts, kind, file);
+	credential_keys(cfg->path, cfg->naccounts, kind, file, 0);
+	credential_keys(cfg->path, cfg->naccounts, nkind, nfile, 1);
 	for (i = 0; i < cfg->naccounts; i++) {
 		struct oa2_account *a = &cfg->accounts[i];
 		const char *verdict = "OK";
@@ -389,8 +475,8 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			continue;
 		}
 		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
-		if (a->cred == OA2_CRED_CERT &&
-		    oa2_cert_not_after(a->cert) - now < EXPIRY_WARNING)
+		if (expiry_lines(a, now, a->expiry_warning, 0) > 0 ||
+		    a->next_err.code != 0)
 			verdict = "WARN";
 		if (problem != NULL)
 			verdict = "WARN";
@@ -415,20 +501,36 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		printf("  token_url %s\n", a->token_url);
 		if (problem != NULL)
 			printf("      %s\n", problem);
-		if (a->cred == OA2_CRED_CERT &&
-		    oa2_cert_not_after(a->cert) - now < EXPIRY_WARNING)
-			printf("      the certificate expires soon: make a new "
-			    "one and upload it to the app registration\n");
+		show_next(a, nkind[i], nfile[i], now);
+		if (expiry_lines(a, now, a->expiry_warning, 1) > 0)
+			printf("      %s\n", a->cred == OA2_CRED_CERT ?
+			    "the certificate expires soon: make a new one "
+			    "(sasl-oauth2 certificate new), upload it to the "
+			    "app registration, set it as next_certificate" :
+			    "the client secret expires soon: create a new one "
+			    "in the app registration and set it as "
+			    "next_client_secret_file");
+		if (o->expiring >= 0)
+			expiring += expiry_lines(a, now, o->expiring * 86400L,
+			    0);
 	}
-	for (i = 0; i < cfg->naccounts; i++)
+	for (i = 0; i < cfg->naccounts; i++) {
 		free((char *)file[i]);
+		free((char *)nfile[i]);
+	}
 	free(kind);
 	free(file);
+	free(nkind);
+	free(nfile);
+	if (o->expiring >= 0)
+		printf("%d credential%s expire%s within %ld days\n", expiring,
+		    expiring == 1 ? "" : "s", expiring == 1 ? "s" : "",
+		    o->expiring);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		oa2_config_free(&cfg);
 		return EX_IOERR;
 	}
-	r = cfg->nbroken > 0 ? EX_CONFIG : EX_OK;
+	r = cfg->nbroken > 0 ? EX_CONFIG : expiring > 0 ? EX_EXPIRING : EX_OK;
 	oa2_config_free(&cfg);
 	return r;
 }
@@ -821,6 +923,11 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			    strerror(errno));
 			ex = EX_NOPERM;
 		}
+		/* and the next credential's (rollover), if it has one */
+		snprintf(name, sizeof(name), "%s.token", a->next_cache_key);
+		if (oa2_account_has_next(a) && unlinkat(fd, name, 0) == 0)
+			printf("%-24s  removed %s/%s (next credential)\n",
+			    a->match, d, name);
 		close(fd);
 		free(d);
 	}
@@ -1522,6 +1629,33 @@ try_login(const struct endpoint *ep, const char *user, const char *token,
 
 /* ---- test ------------------------------------------------------------ */
 
+/*
+ * Rollover: the token came with the credential now in use; ask once
+ * more with the other one, so that the admin knows before the day it
+ * is needed whether it works (test only: the plugin never sends the
+ * next credential while the current one is accepted).
+ */
+static void
+test_other(struct oa2_account *a, const struct oa2_log *lg)
+{
+	struct oa2_token tok = { NULL, 0 };
+	struct oa2_error err;
+	long code;
+	int r;
+
+	step("OK", "credential used: %s", oa2_account_cred_name(a, 0));
+	oa2_account_rotate(a);
+	r = oa2_token_fetch_cred(a, lg, time(NULL), &tok, &code, &err);
+	oa2_account_rotate(a);
+	oa2_token_clear(&tok);
+	if (r == 0)
+		step("OK", "%s works too (the token endpoint accepted it)",
+		    oa2_account_cred_name(a, 1));
+	else
+		step("WARN", "%s does not work: %s",
+		    oa2_account_cred_name(a, 1), err.msg);
+}
+
 static int
 cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 {
@@ -1603,6 +1737,34 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 		    time(NULL)), d, sizeof(d)),
 		    a->assertion_alg == OA2_ALG_RS256 ? "RS256" : "PS256");
 
+	if (a->next_err.code != 0)
+		step("WARN", "%s is unusable (%s is used): %s",
+		    oa2_account_cred_name(a, 1), oa2_account_cred_name(a, 0),
+		    a->next_err.msg);
+	else if (oa2_account_has_next(a) && a->cred == OA2_CRED_SECRET)
+		step("OK", "next credential: a second client secret, tried "
+		    "when the current one is refused");
+	else if (oa2_account_has_next(a))
+		step("OK", "next credential: certificate %s, thumbprint %s, "
+		    "expires %s (%s), tried when the current one is refused",
+		    oa2_cert_subject(a->next_cert),
+		    oa2_cert_sha1_hex(a->next_cert),
+		    fmt_time(oa2_cert_not_after(a->next_cert), t, sizeof(t)),
+		    fmt_duration((long)(oa2_cert_not_after(a->next_cert) -
+		    time(NULL)), d, sizeof(d)));
+	for (i = 0; i < 2; i++) {
+		time_t exp = oa2_account_expires(a, i);
+
+		if (exp != 0 && exp - time(NULL) < a->expiry_warning)
+			step("WARN", "expiry: %s of account %s %s in %ld "
+			    "days (expiry_warning %ld)",
+			    oa2_account_cred_name(a, i), a->match,
+			    exp <= time(NULL) ? "expired" : "expires",
+			    (long)((exp - time(NULL)) / 86400),
+			    a->expiry_warning / 86400);
+	}
+	a->expiry_warned = time(NULL);	/* said above, not again in the log */
+
 	/* 3. the token, and what it says */
 	if (o->no_cache)
 		r = oa2_token_fetch(a, lg, time(NULL), &tok, &err);
@@ -1614,6 +1776,8 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 		oa2_config_free(&cfg);
 		return exit_code(r);
 	}
+	if (oa2_account_has_next(a))
+		test_other(a, lg);
 	step("OK", "token: %s, %zu bytes, expires %s (%s)",
 	    from == OA2_FROM_SERVER ? "new from the token endpoint" :
 	    "from the cache", strlen(tok.access_token),
@@ -1662,7 +1826,7 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 
 enum {
 	OPT_JSON = 256, OPT_IMAP, OPT_SMTP, OPT_CA_FILE, OPT_NO_LOGIN,
-	OPT_NO_CACHE, OPT_MECH
+	OPT_NO_CACHE, OPT_MECH, OPT_EXPIRING
 };
 
 static void
@@ -1757,6 +1921,7 @@ dispatch(int ac, char **av)
 		{ "no-login",	no_argument,		NULL, OPT_NO_LOGIN },
 		{ "no-cache",	no_argument,		NULL, OPT_NO_CACHE },
 		{ "mech",	required_argument,	NULL, OPT_MECH },
+		{ "expiring",	required_argument,	NULL, OPT_EXPIRING },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o;
@@ -1764,7 +1929,11 @@ dispatch(int ac, char **av)
 	const char *cmd;
 	int ch, nargs, ex;
 
+	/* a family of its own, with its own options (tools/certificate.c) */
+	if (ac >= 2 && strcmp(av[1], "certificate") == 0)
+		return cmd_certificate(ac - 1, av + 1);
 	memset(&o, 0, sizeof(o));
+	o.expiring = -1;
 	opterr = 0;
 	while ((ch = getopt_long(ac, av, ":c:vhV", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -1801,6 +1970,17 @@ dispatch(int ac, char **av)
 		case OPT_MECH:
 			o.mech = optarg;
 			break;
+		case OPT_EXPIRING: {
+			char *end;
+
+			errno = 0;
+			o.expiring = strtol(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end != '\0' ||
+			    errno != 0 || o.expiring > 3650)
+				return usage("--expiring takes a number of "
+				    "days from 0 to 3650, not \"%s\"", optarg);
+			break;
+		}
 		case ':':
 			return usage("option %s needs an argument",
 			    av[optind - 1]);
@@ -1827,6 +2007,8 @@ dispatch(int ac, char **av)
 		return usage("--ca-file goes with test and tunnel");
 	if (o.mech != NULL && strcmp(cmd, "tunnel") != 0)
 		return usage("--mech goes with tunnel");
+	if (o.expiring >= 0 && strcmp(cmd, "check-config") != 0)
+		return usage("--expiring goes with check-config");
 	if (o.ca_file != NULL && access(o.ca_file, R_OK) == -1) {
 		warnx_("cannot read --ca-file %s: %s", o.ca_file,
 		    strerror(errno));

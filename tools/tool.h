@@ -17,4 +17,10 @@ int exit_code(int code);
  */
 int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * sasl-oauth2 certificate new [options] PREFIX (tools/certificate.c);
+ * av[0] is "certificate". Returns a sysexits code.
+ */
+int cmd_certificate(int ac, char **av);
+
 #endif
