@@ -1054,9 +1054,31 @@ from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	return r;
 }
 
+/* oa2_token_get's use: a copy of the token, NUL-terminated. */
+static int
+copy_out(void *arg, const struct oa2_token *tok, size_t len)
+{
+	struct oa2_token *out = arg;
+
+	if ((out->access_token = malloc(len + 1)) == NULL)
+		return OA2_ERR_NOMEM;
+	memcpy(out->access_token, tok->access_token, len);
+	out->access_token[len] = '\0';
+	out->expires_at = tok->expires_at;
+	return OA2_OK;
+}
+
 int
 oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return oa2_token_use(acct, lg, copy_out, out, from, err);
+}
+
+int
+oa2_token_use(struct oa2_account *acct, const struct oa2_log *lg,
+    oa2_token_use_fn use, void *arg, int *from, struct oa2_error *err)
 {
 	struct oa2_token tok = { NULL, 0 };
 	struct oa2_error derr, local, failed = { 0, "" };
@@ -1067,7 +1089,6 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 
 	if (err == NULL)
 		err = &local;
-	memset(out, 0, sizeof(*out));
 	deadline_set(&deadline, acct->timeout);
 	if ((r = acct_lock(acct, &deadline)) != 0) {
 		if (r == ETIMEDOUT)
@@ -1078,13 +1099,15 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 	}
 	now = time(NULL);	/* we may have waited */
 	if (fresh(&acct->mem, acct, now)) {
-		r = oa2_token_copy(out, &acct->mem);
+		r = use(arg, &acct->mem, acct->mem_len);
 		goto out;
 	}
 	/* a thread of ours asked, and failed, while we waited */
 	if (waited_for(acct->failed_at, start)) {
 		r = take_failure(acct, lg, acct->failed_code, acct->failed,
-		    now, &acct->mem, out, err);
+		    now, &acct->mem, &tok, err);
+		if (r == 0)
+			r = use(arg, &tok, strlen(tok.access_token));
 		goto out;
 	}
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
@@ -1109,10 +1132,11 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		goto out;
 	oa2_token_clear(&acct->mem);
 	acct->mem = tok;
+	acct->mem_len = strlen(tok.access_token);	/* once per token */
 	memset(&tok, 0, sizeof(tok));		/* transferred */
 	acct->mem_fetched = fetched;
 	acct->refused_until = 0;
-	r = oa2_token_copy(out, &acct->mem);
+	r = use(arg, &acct->mem, acct->mem_len);
  out:
 	pthread_mutex_unlock(&acct->lock);
 	oa2_token_clear(&tok);
@@ -1142,6 +1166,20 @@ long
 oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token)
 {
+	return oa2_token_forget_len(acct, lg, token, strlen(token));
+}
+
+/* Whether the NUL-terminated s is the n bytes at t. */
+static int
+same_token(const char *s, const char *t, size_t n)
+{
+	return s != NULL && strlen(s) == n && memcmp(s, t, n) == 0;
+}
+
+long
+oa2_token_forget_len(struct oa2_account *acct, const struct oa2_log *lg,
+    const char *token, size_t toklen)
+{
 	struct entry disk = { .retry_at = 0 };
 	struct oa2_error err;
 	struct timespec deadline;
@@ -1157,14 +1195,12 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 		    "refused and is being replaced", acct->match);
 		return 0;
 	}
-	if ((in_mem = acct->mem.access_token != NULL &&
-	    strcmp(acct->mem.access_token, token) == 0))
+	if ((in_mem = same_token(acct->mem.access_token, token, toklen)))
 		fetched = acct->mem_fetched;
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
 	    (fd = lock_take(acct, &deadline)) >= 0 &&
 	    disk_read(acct, &disk, &err) == 0 &&
-	    disk.tok.access_token != NULL &&
-	    strcmp(disk.tok.access_token, token) == 0) {
+	    same_token(disk.tok.access_token, token, toklen)) {
 		on_disk = 1;
 		if (disk.fetched_at > fetched)
 			fetched = disk.fetched_at;

@@ -1249,6 +1249,63 @@ test_clock_back(void)
 	oa2_config_free(&cfg);
 }
 
+/*
+ * Issue 16: oa2_token_use lends the cached token itself, with its stored
+ * length, for the plugin to build its response from (no copy per
+ * login), and oa2_token_forget_len takes the token where it lies in
+ * that response, followed by "\1\1" rather than a NUL.
+ */
+struct lent {
+	int		calls;
+	const char	*ptr;
+	size_t		len;
+	int		fail;
+};
+
+static int
+lend(void *arg, const struct oa2_token *tok, size_t len)
+{
+	struct lent *l = arg;
+
+	l->calls++;
+	l->ptr = tok->access_token;
+	l->len = len;
+	return l->fail;
+}
+
+static void
+test_use(struct oa2_account *a, const struct oa2_log *lg, const char *file)
+{
+	struct lent l = { 0, NULL, 0, 0 };
+	struct oa2_error err;
+	const char *resp = "auth=Bearer lent-token\001\001";
+	int from = 0, n = requests();
+
+	oa2_token_clear(&a->mem);
+	put_token(file, "lent-token", time(NULL) + 3000, 0600);
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == 0 && l.calls == 1 &&
+	    from == OA2_FROM_DISK && l.ptr != NULL &&
+	    l.ptr == a->mem.access_token && l.len == 10 &&
+	    memcmp(l.ptr, "lent-token", 10) == 0 && requests() == n,
+	    "use: the cached token itself, with its length (from disk)");
+	l.calls = 0;
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == 0 && l.calls == 1 &&
+	    from == OA2_FROM_MEMORY && l.ptr == a->mem.access_token &&
+	    l.len == 10, "use: from memory, lent without a copy");
+	l.fail = OA2_ERR_NOMEM;
+	err.msg[0] = '\0';
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == OA2_ERR_NOMEM &&
+	    strcmp(err.msg, "out of memory") == 0 &&
+	    a->mem.access_token != NULL,
+	    "use: the builder's failure is returned, the token kept");
+	ok(oa2_token_forget_len(a, lg, resp + 12, 9) == 0 &&
+	    a->mem.access_token != NULL && access(file, F_OK) == 0,
+	    "forget_len: a prefix of the token is another token");
+	ok(oa2_token_forget_len(a, lg, resp + 12, 10) == 0 &&
+	    a->mem.access_token == NULL && access(file, F_OK) == -1,
+	    "forget_len: the token before \"\\1\\1\" is forgotten");
+}
+
 int
 main(void)
 {
@@ -1372,6 +1429,7 @@ main(void)
 	    access(file, F_OK) == -1 && a->mem.access_token == NULL,
 	    "forgetting the refused token drops memory and disk");
 	oa2_token_clear(&t2);
+	test_use(a, &lg, file);
 
 	/* a refresh that fails transiently falls back to a valid token */
 	put_token(file, "stale", time(NULL) + 300, 0600);
