@@ -635,8 +635,9 @@ if [ "$(verdict "$(cold_col secret ownpct)" 5)" != met ]; then
   $(calc '%.0f' "$(cold_col secret ownpct)") % of $(ms "$tot") ms. The disk cache makes the difference: with
   cache_dir = "" (memory only) our own time is $(ms "$mown") ms, $(calc '%.1f' "$(cold_col memory ownpct)") %. Of the $(ms "$own") ms,
   $(ms "$fs") ms are the fsync of the new cache file, $(calc '%.2f' "($own - $fs - $mown) / 1000000") ms the disk cache's
-  other work (creating the lock file, scanning the directory for stale
-  temporary files, mkstemp, write, rename) and $(ms "$mown") ms what runs without a disk cache too.
+  other work (checking the directory, creating the lock file on first
+  use, the temporary file, write, rename; the scan for stale temporary
+  files runs once a day) and $(ms "$mown") ms what runs without a disk cache too.
   That is the price of one token request for all processes (section 3)
   and of a cache file that survives a crash. The 5 % holds once the rest
   (TLS, HTTP, endpoint, signing) takes at least 19 times our own time,
