@@ -582,9 +582,10 @@ disk_read(const struct oa2_account *acct, const char *dir, struct entry *e,
 /*
  * Whether the lock file lockfd (held) says the last scan was a
  * SWEEP_INTERVAL ago or more: its mtime is the time of the last scan
- * (the lock file is never written, so only sweep and its creation set
- * it; a new lock file is a new KEY, with nothing to find). A time in
- * the future (a clock set back) counts as due.
+ * (the lock file is never written, so only its creation and sweep set
+ * it: a new lock file is first scanned a day later, a leftover of an
+ * unlocked writer holding a token no longer than the cache file does).
+ * A time in the future (a clock set back) counts as due.
  */
 static int
 sweep_due(int lockfd, time_t now)
