@@ -37,6 +37,22 @@ int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err);
 
 /*
+ * As oa2_token_get, but instead of copying the token out, call
+ * use(arg, token, len) once with the cached token and its stored length
+ * while the account is locked: the token is valid only during the call
+ * (never keep the pointer), holds only printable ASCII without spaces,
+ * and is not NUL-terminated as far as use may know. A nonzero return of
+ * use (an OA2_ERR_* code) is returned as it is (OA2_ERR_NOMEM with "out
+ * of memory" in err). This is how the
+ * plugin builds its response straight from the cache: one copy of the
+ * token per login, and one wipe.
+ */
+typedef int (*oa2_token_use_fn)(void *arg, const struct oa2_token *tok,
+    size_t len);
+int oa2_token_use(struct oa2_account *acct, const struct oa2_log *lg,
+    oa2_token_use_fn use, void *arg, int *from, struct oa2_error *err);
+
+/*
  * The mail server refused token. A token that came from the endpoint
  * less than acct->failure_backoff seconds ago is kept: a new one would
  * be refused alike (a missing permission, SMTP AUTH turned off), so no
@@ -46,6 +62,10 @@ int oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
  */
 long oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token);
+
+/* The same for a token of toklen bytes, not necessarily NUL-terminated. */
+long oa2_token_forget_len(struct oa2_account *acct,
+    const struct oa2_log *lg, const char *token, size_t toklen);
 
 /* Path of acct's cache file in a new string, or NULL (memory only). */
 char *oa2_cache_file(const struct oa2_account *acct);

@@ -81,6 +81,7 @@ struct oa2_account {
 	time_t	refused_until;			/* refusal, until then */
 	/* plugin/cache.c's own, one set per account (docs/cache.md) */
 	pthread_mutex_t	lock;		/* one token request at a time */
+	size_t	mem_len;		/* strlen(mem.access_token) */
 	time_t	mem_fetched;		/* when mem came from the endpoint */
 	long long failed_at;		/* ns: the last failure, kept */
 	int	failed_code;		/* for the threads that waited */

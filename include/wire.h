@@ -35,6 +35,22 @@ int oa2_oauthbearer_response(const char *authzid, const char *host,
     const char *port, const char *token, char **out, size_t *outlen);
 
 /*
+ * The same two responses from a token of toklen bytes (not necessarily
+ * NUL-terminated), as the token cache stores it, built in one
+ * allocation with the token copied once; *out ends with the token and
+ * "\1\1". Only the other fields are checked for control characters:
+ * the token must come from the cache, which admits only printable ASCII
+ * without spaces (oa2_token_parse, and the disk cache's reader), so the
+ * warm path does not scan a 2 KB token on every login. Ownership and
+ * errors as above.
+ */
+int oa2_xoauth2_response_len(const char *user, const char *token,
+    size_t toklen, char **out, size_t *outlen);
+int oa2_oauthbearer_response_len(const char *authzid, const char *host,
+    const char *port, const char *token, size_t toklen, char **out,
+    size_t *outlen);
+
+/*
  * Describe a server's error challenge (JSON such as
  * {"status":"401","schemes":"bearer","scope":"mail"}) in dst as
  * "status 401, scope mail", sanitised; unparsable input is described

@@ -82,35 +82,31 @@ oa2_cache_dir(const struct oa2_account *acct)
 	return strdup(acct->cache_dir);
 }
 
+/*
+ * "dir/PREFIXKEYSUFFIX" for acct's KEY, in a new string or NULL. dir is
+ * oa2_cache_dir's answer, resolved once per token request and passed
+ * down, rather than examined again for every file name.
+ */
 static char *
-cache_path(const struct oa2_account *acct, const char *suffix)
+in_dir(const char *dir, const struct oa2_account *acct, const char *prefix,
+    const char *suffix)
 {
-	char *d, *p;
+	char *p;
 
-	if ((d = oa2_cache_dir(acct)) == NULL)
+	if (asprintf(&p, "%s/%s%s%s", dir, prefix, acct->cache_key, suffix) ==
+	    -1)
 		return NULL;
-	if (asprintf(&p, "%s/%s%s", d, acct->cache_key, suffix) == -1)
-		p = NULL;
-	free(d);
 	return p;
 }
 
 char *
 oa2_cache_file(const struct oa2_account *acct)
 {
-	return cache_path(acct, ".token");
-}
-
-/* A template for mkstemp: ".KEY.XXXXXX" beside KEY.token. */
-static char *
-temp_path(const struct oa2_account *acct)
-{
 	char *d, *p;
 
 	if ((d = oa2_cache_dir(acct)) == NULL)
 		return NULL;
-	if (asprintf(&p, "%s/.%s.XXXXXX", d, acct->cache_key) == -1)
-		p = NULL;
+	p = in_dir(d, acct, "", ".token");
 	free(d);
 	return p;
 }
@@ -477,7 +473,7 @@ transient(int code)
  * invalid.
  */
 static int
-disk_read(const struct oa2_account *acct, struct entry *e,
+disk_read(const struct oa2_account *acct, const char *dir, struct entry *e,
     struct oa2_error *err)
 {
 	json_t *root = NULL, *exp, *tlen, *ref, *until, *cid, *got, *fl,
@@ -487,7 +483,7 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 	int r;
 
 	entry_clear(e);
-	if ((path = oa2_cache_file(acct)) == NULL)
+	if ((path = in_dir(dir, acct, "", ".token")) == NULL)
 		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 	if ((r = oa2_read_file(path, "token cache file", 1, CACHE_MAX,
 	    &text, &len, err)) != 0) {
@@ -574,23 +570,48 @@ disk_read(const struct oa2_account *acct, struct entry *e,
 }
 
 /*
- * Remove the temporary files a writer killed before its rename left
- * behind (they may hold a token). Only with the lock held: every other
- * writer of this credential holds it too while its file is unnamed.
+ * How often the directory is scanned for the temporary files of
+ * writers killed before their rename, at most: the lock holder writes
+ * through one fixed name (".KEY.tmp", see disk_write), which the next
+ * lock holder truncates and reuses, so those leftovers never pile up;
+ * only a writer without the lock (a lock file that could not be opened
+ * or locked) or an older version of the plugin used random names.
+ */
+#define SWEEP_INTERVAL	(24L * 3600)
+
+/*
+ * Whether the lock file lockfd (held) says the last scan was a
+ * SWEEP_INTERVAL ago or more: its mtime is the time of the last scan
+ * (the lock file is never written, so only its creation and sweep set
+ * it: a new lock file is first scanned a day later, a leftover of an
+ * unlocked writer holding a token no longer than the cache file does).
+ * A time in the future (a clock set back) counts as due.
+ */
+static int
+sweep_due(int lockfd, time_t now)
+{
+	struct stat st;
+
+	if (fstat(lockfd, &st) == -1)
+		return 1;
+	return st.st_mtime > now + 60 || now - st.st_mtime >= SWEEP_INTERVAL;
+}
+
+/*
+ * Remove the temporary files with random names (".KEY.XXXXXX") that a
+ * writer killed before its rename left behind (they may hold a token),
+ * when sweep_due says so, and stamp the lock file with the time. Only
+ * with the lock held: every other writer of this credential holds it
+ * too while its file is unnamed.
  */
 static void
-sweep(const struct oa2_account *acct)
+sweep(const struct oa2_account *acct, const char *dir, int lockfd)
 {
 	struct dirent *de;
 	size_t klen = strlen(acct->cache_key);
-	char *dir;
 	DIR *d;
 
-	if ((dir = oa2_cache_dir(acct)) == NULL)
-		return;
-	d = opendir(dir);
-	free(dir);
-	if (d == NULL)
+	if (!sweep_due(lockfd, time(NULL)) || (d = opendir(dir)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] == '.' &&
@@ -599,15 +620,62 @@ sweep(const struct oa2_account *acct)
 		    strlen(de->d_name + klen + 2) == 6)
 			(void)unlinkat(dirfd(d), de->d_name, 0);
 	closedir(d);
+	(void)futimens(lockfd, NULL);
 }
 
 /*
- * Write e (its token, its refusal, or both) to a temporary file and
- * rename it into place: the JSON line, then the token (see disk_read).
+ * The temporary file to write: with the lock held (locked), the fixed
+ * name ".KEY.tmp", truncated, since no other writer of KEY can be
+ * using it and a killed writer's leftover is overwritten by the next
+ * one; it must be our private regular file. Without the lock, a new
+ * file of a random name (mkstemp). The descriptor, or -1 with errno.
  */
 static int
-disk_write(const struct oa2_account *acct, const struct entry *e,
-    struct oa2_error *err)
+temp_open(const char *dir, const struct oa2_account *acct, int locked,
+    char **tmp)
+{
+	struct oa2_error ignored;
+	int fd, e;
+
+	if (locked) {
+		if ((*tmp = in_dir(dir, acct, ".", ".tmp")) == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		fd = open(*tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd == -1 || oa2_check_private_fd(fd, *tmp, "token cache "
+		    "file", &ignored) == 0)
+			return fd;
+		/* not ours as we make it: out of the way, and a new one */
+		close(fd);
+		if (unlink(*tmp) == -1)
+			return -1;
+		fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		return fd;
+	}
+	if ((*tmp = in_dir(dir, acct, ".", ".XXXXXX")) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if ((fd = mkstemp(*tmp)) == -1) {
+		e = errno;
+		free(*tmp);
+		*tmp = NULL;
+		errno = e;
+	}
+	return fd;
+}
+
+/*
+ * Write e (its token, its refusal, or both) to a temporary file (see
+ * temp_open; locked: we hold the lock file), fsync it and rename it
+ * into place: the JSON line, then the token (see disk_read).
+ */
+static int
+disk_write(const struct oa2_account *acct, const char *dir, int locked,
+    const struct entry *e, struct oa2_error *err)
 {
 	char *path = NULL, *tmp = NULL, *head = NULL, *text = NULL;
 	json_t *root;
@@ -643,8 +711,7 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 	}
 	hlen = strlen(head);
 	if ((text = malloc(hlen + 1 + toklen)) == NULL ||
-	    (path = oa2_cache_file(acct)) == NULL ||
-	    (tmp = temp_path(acct)) == NULL) {
+	    (path = in_dir(dir, acct, "", ".token")) == NULL) {
 		oa2_seterr(err, r, "out of memory");
 		goto out;
 	}
@@ -654,10 +721,11 @@ disk_write(const struct oa2_account *acct, const struct entry *e,
 		memcpy(text + hlen + 1, e->tok.access_token, toklen);
 	len = hlen + 1 + toklen;
 	r = OA2_ERR_CACHE;
-	if ((fd = mkstemp(tmp)) == -1) {
+	if ((fd = temp_open(dir, acct, locked, &tmp)) == -1) {
 		oa2_seterr(err, r, "cannot create a file in token cache "
 		    "directory %s: %s", acct->cache_dir, strerror(errno));
-		free(tmp);
+		if (tmp != NULL && locked)
+			free(tmp);	/* its name is not ours to unlink */
 		tmp = NULL;
 		goto out;
 	}
@@ -782,13 +850,14 @@ acct_lock(struct oa2_account *acct, const struct timespec *d)
  * be opened or locked at all.
  */
 static int
-lock_take(const struct oa2_account *acct, const struct timespec *d)
+lock_take(const struct oa2_account *acct, const char *dir,
+    const struct timespec *d)
 {
 	struct timespec pause = { 0, 10 * 1000 * 1000 };
 	char *path;
 	int fd;
 
-	if ((path = cache_path(acct, ".lock")) == NULL)
+	if ((path = in_dir(dir, acct, "", ".lock")) == NULL)
 		return LOCK_NONE;
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	free(path);
@@ -942,8 +1011,8 @@ remember(struct oa2_account *acct, const struct oa2_log *lg,
  * start: when the caller began (wall clock, ns), for take_failure.
  */
 static int
-from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
-    long long start, const struct timespec *deadline, struct oa2_token *out,
+from_disk(struct oa2_account *acct, const char *dir, const struct oa2_log *lg,
+    time_t now, long long start, const struct timespec *deadline, struct oa2_token *out,
     time_t *fetched, int *from, struct oa2_error *failed,
     struct oa2_error *err)
 {
@@ -952,7 +1021,7 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	int fd = LOCK_NONE, r, locked = 0;
 
 	for (;;) {
-		if (disk_read(acct, &disk, &werr) == 0) {
+		if (disk_read(acct, dir, &disk, &werr) == 0) {
 			if (fresh(&disk.tok, acct, now)) {
 				*out = disk.tok;
 				memset(&disk.tok, 0, sizeof(disk.tok));
@@ -980,7 +1049,7 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 		if (locked)
 			break;
 		/* Another process may refresh it while we wait. */
-		if ((fd = lock_take(acct, deadline)) == LOCK_BUSY) {
+		if ((fd = lock_take(acct, dir, deadline)) == LOCK_BUSY) {
 			r = busy(acct, err);
 			goto out;
 		}
@@ -989,7 +1058,7 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 			    "cache of account %s; asking the token endpoint "
 			    "without it", acct->match);
 		else
-			sweep(acct);
+			sweep(acct, dir, fd);
 		locked = 1;
 		now = time(NULL);	/* we may have waited */
 	}
@@ -1007,7 +1076,7 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 		entry_clear(&disk);
 		disk.tok = *out;
 		disk.fetched_at = *fetched;
-		r = disk_write(acct, &disk, &werr);
+		r = disk_write(acct, dir, fd >= 0, &disk, &werr);
 		memset(&disk.tok, 0, sizeof(disk.tok));	/* still out's */
 		if (r != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
@@ -1018,13 +1087,13 @@ from_disk(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 		disk.failed_at = wall_ns();
 		disk.failed_code = failed->code;
 		memcpy(disk.failed, failed->msg, sizeof(disk.failed));
-		if (disk_write(acct, &disk, &werr) != 0)
+		if (disk_write(acct, dir, fd >= 0, &disk, &werr) != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 	} else if (remember(acct, lg, err, &disk)) {
 		/* the refused credential's token is of no further use */
 		oa2_token_clear(&disk.tok);
 		disk.failed_at = 0;
-		if (disk_write(acct, &disk, &werr) != 0)
+		if (disk_write(acct, dir, fd >= 0, &disk, &werr) != 0)
 			oa2_log(lg, OA2_LOG_WARNING, "%s", werr.msg);
 	}
  out:
@@ -1054,6 +1123,20 @@ from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	return r;
 }
 
+/* oa2_token_get's use: a copy of the token, NUL-terminated. */
+static int
+copy_out(void *arg, const struct oa2_token *tok, size_t len)
+{
+	struct oa2_token *out = arg;
+
+	if ((out->access_token = malloc(len + 1)) == NULL)
+		return OA2_ERR_NOMEM;
+	memcpy(out->access_token, tok->access_token, len);
+	out->access_token[len] = '\0';
+	out->expires_at = tok->expires_at;
+	return OA2_OK;
+}
+
 /*
  * Rollover (sasl-oauth2.conf(5)): when the credential in use has no
  * usable token on disk and the next one has, another process found the
@@ -1061,17 +1144,18 @@ from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
  * rather than be refused once more. Under acct->lock.
  */
 static void
-next_in_use(struct oa2_account *acct, const struct oa2_log *lg, time_t now)
+next_in_use(struct oa2_account *acct, const char *dir, const struct oa2_log *lg,
+    time_t now)
 {
 	struct entry e = { .retry_at = 0 };
 	struct oa2_error werr;
 
 	if (!oa2_account_has_next(acct) ||
-	    (disk_read(acct, &e, &werr) == 0 && usable(&e.tok, now)))
+	    (disk_read(acct, dir, &e, &werr) == 0 && usable(&e.tok, now)))
 		goto out;
 	entry_clear(&e);
 	oa2_account_rotate(acct);
-	if (disk_read(acct, &e, &werr) == 0 && usable(&e.tok, now)) {
+	if (disk_read(acct, dir, &e, &werr) == 0 && usable(&e.tok, now)) {
 		oa2_log(lg, OA2_LOG_INFO, "account %s: using %s, whose token "
 		    "another process cached", acct->match,
 		    oa2_account_cred_name(acct, 0));
@@ -1085,8 +1169,17 @@ int
 oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
 {
+	memset(out, 0, sizeof(*out));
+	return oa2_token_use(acct, lg, copy_out, out, from, err);
+}
+
+int
+oa2_token_use(struct oa2_account *acct, const struct oa2_log *lg,
+    oa2_token_use_fn use, void *arg, int *from, struct oa2_error *err)
+{
 	struct oa2_token tok = { NULL, 0 };
 	struct oa2_error derr, local, failed = { 0, "" };
+	char *dir = NULL;
 	struct timespec deadline;
 	long long start = wall_ns();
 	time_t now = time(NULL), fetched = 0;
@@ -1094,7 +1187,6 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 
 	if (err == NULL)
 		err = &local;
-	memset(out, 0, sizeof(*out));
 	deadline_set(&deadline, acct->timeout);
 	if ((r = acct_lock(acct, &deadline)) != 0) {
 		if (r == ETIMEDOUT)
@@ -1106,13 +1198,15 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 	now = time(NULL);	/* we may have waited */
 	oa2_account_expiry_warn(acct, lg, now);	/* once a day at most */
 	if (fresh(&acct->mem, acct, now)) {
-		r = oa2_token_copy(out, &acct->mem);
+		r = use(arg, &acct->mem, acct->mem_len);
 		goto out;
 	}
 	/* a thread of ours asked, and failed, while we waited */
 	if (waited_for(acct->failed_at, start)) {
 		r = take_failure(acct, lg, acct->failed_code, acct->failed,
-		    now, &acct->mem, out, err);
+		    now, &acct->mem, &tok, err);
+		if (r == 0)
+			r = use(arg, &tok, strlen(tok.access_token));
 		goto out;
 	}
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
@@ -1121,12 +1215,16 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		    "only", derr.msg);
 		acct->cache_warned = 1;
 	}
-	if (acct->cache_dir != NULL && !acct->cache_warned)
-		next_in_use(acct, lg, now);
-	if (acct->cache_dir != NULL && !acct->cache_warned)
-		r = from_disk(acct, lg, now, start, &deadline, &tok, &fetched,
-		    &where, &failed, err);
-	else {
+	if (acct->cache_dir != NULL && !acct->cache_warned) {
+		/* the directory resolved once for every file name below */
+		if ((dir = oa2_cache_dir(acct)) == NULL) {
+			r = OA2_ERR_NOMEM;
+			goto out;
+		}
+		next_in_use(acct, dir, lg, now);
+		r = from_disk(acct, dir, lg, now, start, &deadline, &tok,
+		    &fetched, &where, &failed, err);
+	} else {
 		r = from_memory(acct, lg, now, &tok, &fetched, &failed, err);
 		where = OA2_FROM_SERVER;
 	}
@@ -1139,13 +1237,15 @@ oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
 		goto out;
 	oa2_token_clear(&acct->mem);
 	acct->mem = tok;
+	acct->mem_len = strlen(tok.access_token);	/* once per token */
 	memset(&tok, 0, sizeof(tok));		/* transferred */
 	acct->mem_fetched = fetched;
 	acct->refused_until = 0;
-	r = oa2_token_copy(out, &acct->mem);
+	r = use(arg, &acct->mem, acct->mem_len);
  out:
 	pthread_mutex_unlock(&acct->lock);
 	oa2_token_clear(&tok);
+	free(dir);
 	if (r == 0 && from != NULL)
 		*from = where;
 	if (r == OA2_ERR_NOMEM)
@@ -1172,12 +1272,26 @@ long
 oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
     const char *token)
 {
+	return oa2_token_forget_len(acct, lg, token, strlen(token));
+}
+
+/* Whether the NUL-terminated s is the n bytes at t. */
+static int
+same_token(const char *s, const char *t, size_t n)
+{
+	return s != NULL && strlen(s) == n && memcmp(s, t, n) == 0;
+}
+
+long
+oa2_token_forget_len(struct oa2_account *acct, const struct oa2_log *lg,
+    const char *token, size_t toklen)
+{
 	struct entry disk = { .retry_at = 0 };
 	struct oa2_error err;
 	struct timespec deadline;
 	time_t now = time(NULL), fetched = 0;
 	long kept;
-	char *path;
+	char *path, *dir = NULL;
 	int fd = LOCK_NONE, in_mem, on_disk = 0;
 
 	/* not for long: whoever holds it is replacing the token anyway */
@@ -1187,14 +1301,13 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 		    "refused and is being replaced", acct->match);
 		return 0;
 	}
-	if ((in_mem = acct->mem.access_token != NULL &&
-	    strcmp(acct->mem.access_token, token) == 0))
+	if ((in_mem = same_token(acct->mem.access_token, token, toklen)))
 		fetched = acct->mem_fetched;
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
-	    (fd = lock_take(acct, &deadline)) >= 0 &&
-	    disk_read(acct, &disk, &err) == 0 &&
-	    disk.tok.access_token != NULL &&
-	    strcmp(disk.tok.access_token, token) == 0) {
+	    (dir = oa2_cache_dir(acct)) != NULL &&
+	    (fd = lock_take(acct, dir, &deadline)) >= 0 &&
+	    disk_read(acct, dir, &disk, &err) == 0 &&
+	    same_token(disk.tok.access_token, token, toklen)) {
 		on_disk = 1;
 		if (disk.fetched_at > fetched)
 			fetched = disk.fetched_at;
@@ -1207,7 +1320,8 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 	else {
 		if (in_mem)
 			oa2_token_clear(&acct->mem);
-		if (on_disk && (path = oa2_cache_file(acct)) != NULL) {
+		if (on_disk && (path = in_dir(dir, acct, "", ".token")) !=
+		    NULL) {
 			if (unlink(path) == -1)
 				oa2_log(lg, OA2_LOG_WARNING, "cannot remove "
 				    "token cache file %s: %s", path,
@@ -1219,6 +1333,7 @@ oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 	}
 	lock_release(fd);
 	entry_clear(&disk);
+	free(dir);
 	pthread_mutex_unlock(&acct->lock);
 	return kept;
 }
@@ -1229,13 +1344,18 @@ oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
 {
 	struct entry disk = { .retry_at = 0 };
 	time_t now = time(NULL);
+	char *dir;
 	int r;
 
 	*expires_at = 0;
 	if (acct->cache_dir == NULL)
 		return oa2_seterr(err, OA2_ERR_CACHE, "account %s keeps "
 		    "tokens in memory only", acct->match);
-	if ((r = disk_read(acct, &disk, err)) == 0) {
+	if ((dir = oa2_cache_dir(acct)) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	r = disk_read(acct, dir, &disk, err);
+	free(dir);
+	if (r == 0) {
 		*expires_at = disk.tok.expires_at;
 		if (disk.tok.access_token == NULL &&
 		    backing_off(acct, disk.retry_at, disk.config_id, now))

@@ -76,9 +76,21 @@ struct mech_context {
 	struct loaded *ld;		/* held from step 0 to dispose */
 	struct oa2_account *acct;	/* in ld->cfg */
 	char	*mailbox;		/* for forgetting a refused token */
-	char	*token;			/* the token we sent; a secret */
 	char	*out;			/* the last response; a secret */
 	size_t	outlen;
+	size_t	toklen;			/* the token we sent: the last */
+					/* toklen bytes of out before "\1\1" */
+};
+
+/* What first_step asks oa2_token_use to build from the cached token. */
+struct build {
+	struct mech_context *c;
+	const char	*host;
+	const char	*port;
+	char		*out;		/* the response; a secret */
+	size_t		outlen;
+	size_t		toklen;
+	int		r;		/* the builder's own failure */
 };
 
 static const int mech_xoauth2 = MECH_XOAUTH2;
@@ -411,19 +423,37 @@ set_out(struct mech_context *c, char *out, size_t len)
 	c->outlen = len;
 }
 
+/*
+ * The response, straight from the cached token and its stored length
+ * (oa2_token_use): one allocation, one copy of the token, wiped once
+ * when the connection is disposed.
+ */
+static int
+build_response(void *arg, const struct oa2_token *tok, size_t len)
+{
+	struct build *b = arg;
+
+	b->toklen = len;
+	if (b->c->kind == MECH_XOAUTH2)
+		b->r = oa2_xoauth2_response_len(b->c->mailbox,
+		    tok->access_token, len, &b->out, &b->outlen);
+	else
+		b->r = oa2_oauthbearer_response_len(b->c->mailbox, b->host,
+		    b->port, tok->access_token, len, &b->out, &b->outlen);
+	return b->r;
+}
+
 static int
 first_step(struct mech_context *c, sasl_client_params_t *params,
     sasl_interact_t **prompt_need, const char **clientout,
     unsigned *clientoutlen, sasl_out_params_t *oparams)
 {
 	const sasl_utils_t *utils = params->utils;
-	struct oa2_token tok = { NULL, 0 };
 	struct oa2_account *acct;
 	struct oa2_error err;
 	struct oa2_log lg;
 	const char *port = remote_port(params);
-	char *out = NULL;
-	size_t outlen = 0;
+	struct build b = { c, params->serverFQDN, port, NULL, 0, 0, 0 };
 	int r;
 
 	if ((r = get_mailbox(params, prompt_need, oparams)) != SASL_OK)
@@ -461,29 +491,21 @@ first_step(struct mech_context *c, sasl_client_params_t *params,
 		    "when the file changes: after the fix, touch %s)",
 		    c->mailbox, acct->match, acct->load_err.msg,
 		    c->ld->cfg->path);
-	if ((r = oa2_token_get(acct, &lg, &tok, NULL, &err)) != 0)
-		return fail(utils, sasl_code(r), "no token for %s (account "
-		    "%s): %s", c->mailbox, acct->match, err.msg);
-	if (c->kind == MECH_XOAUTH2)
-		r = oa2_xoauth2_response(c->mailbox, tok.access_token, &out,
-		    &outlen);
-	else
-		r = oa2_oauthbearer_response(c->mailbox, params->serverFQDN,
-		    port, tok.access_token, &out, &outlen);
-	if (r != 0) {
-		oa2_token_clear(&tok);
-		return r == OA2_ERR_NOMEM ? SASL_NOMEM : fail(utils,
+	r = oa2_token_use(acct, &lg, build_response, &b, NULL, &err);
+	if (b.r != 0)
+		return b.r == OA2_ERR_NOMEM ? SASL_NOMEM : fail(utils,
 		    SASL_BADPARAM, "cannot build the %s response for %s",
 		    c->kind == MECH_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
 		    c->mailbox);
-	}
+	if (r != 0)
+		return fail(utils, sasl_code(r), "no token for %s (account "
+		    "%s): %s", c->mailbox, acct->match, err.msg);
 	oa2_log(&lg, OA2_LOG_DEBUG, "sending a %s response for %s (account "
 	    "%s)", c->kind == MECH_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
 	    c->mailbox, acct->match);
 	c->acct = acct;
-	c->token = tok.access_token;
-	tok.access_token = NULL;	/* transferred */
-	set_out(c, out, outlen);
+	set_out(c, b.out, b.outlen);
+	c->toklen = b.toklen;
 	*clientout = c->out;
 	*clientoutlen = (unsigned)c->outlen;
 	c->state = 1;
@@ -502,7 +524,9 @@ refused(struct mech_context *c, sasl_client_params_t *params,
 	long kept;
 
 	oa2_challenge_describe(in, inlen, why, sizeof(why));
-	kept = oa2_token_forget(c->acct, &lg, c->token);
+	/* before set_out frees the response that holds the token */
+	kept = oa2_token_forget_len(c->acct, &lg, c->out + c->outlen - 2 -
+	    c->toklen, c->toklen);
 
 	if ((ans = strdup(c->kind == MECH_XOAUTH2 ? "" : "\001")) == NULL)
 		return SASL_NOMEM;
@@ -581,8 +605,7 @@ mech_dispose(void *conn_context, const sasl_utils_t *utils)
 
 	if (c == NULL)
 		return;
-	oa2_freezero(c->out, c->outlen);
-	oa2_freezero_str(&c->token);
+	oa2_freezero(c->out, c->outlen);	/* and the token in it */
 	free(c->mailbox);
 	if (c->ld != NULL) {
 		pthread_mutex_lock(&plugin.lock);

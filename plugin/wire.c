@@ -14,33 +14,40 @@
 #include "secret.h"
 #include "wire.h"
 
+/* One piece of a response: n bytes at s. */
+struct part {
+	const char	*s;
+	size_t		n;
+};
+
 /*
- * Concatenate the NULL-terminated list of parts into a new buffer of
- * exactly their total length (no NUL counted in *outlen, one added).
+ * Concatenate the n parts into one new buffer of exactly their total
+ * length (no NUL counted in *outlen, one added): one allocation.
  */
 static int
-concat(char **out, size_t *outlen, const char *const *parts)
+concat(char **out, size_t *outlen, const struct part *parts, size_t n)
 {
 	size_t i, len = 0;
 	char *p;
 
 	*out = NULL;
 	*outlen = 0;
-	for (i = 0; parts[i] != NULL; i++)
-		len += strlen(parts[i]);
+	for (i = 0; i < n; i++)
+		len += parts[i].n;
 	if ((p = malloc(len + 1)) == NULL)
 		return OA2_ERR_NOMEM;
 	*out = p;
 	*outlen = len;
-	for (i = 0; parts[i] != NULL; i++) {
-		size_t n = strlen(parts[i]);
-
-		memcpy(p, parts[i], n);
-		p += n;
+	for (i = 0; i < n; i++) {
+		memcpy(p, parts[i].s, parts[i].n);
+		p += parts[i].n;
 	}
 	*p = '\0';
 	return OA2_OK;
 }
+
+#define PART(lit)	{ lit, sizeof(lit) - 1 }
+#define STR(s)		{ s, strlen(s) }
 
 /* The first control character (0x00-0x1f, 0x7f) in s, or NULL. */
 static const char *
@@ -68,70 +75,96 @@ oa2_wire_check(const char *what, const char *s, struct oa2_error *err)
 }
 
 int
-oa2_xoauth2_response(const char *user, const char *token, char **out,
-    size_t *outlen)
+oa2_xoauth2_response_len(const char *user, const char *token, size_t toklen,
+    char **out, size_t *outlen)
 {
-	const char *const parts[] = {
-		"user=", user, "\001auth=Bearer ", token, "\001\001", NULL
+	const struct part parts[] = {
+		PART("user="), STR(user), PART("\001auth=Bearer "),
+		{ token, toklen }, PART("\001\001")
 	};
 
 	*out = NULL;
 	*outlen = 0;
-	if (control_char(user) != NULL || control_char(token) != NULL)
+	if (control_char(user) != NULL)
 		return OA2_ERR_CONFIG;
-	return concat(out, outlen, parts);
+	return concat(out, outlen, parts, sizeof(parts) / sizeof(parts[0]));
 }
 
-/* RFC 5801 saslname: '=' -> "=3D", ',' -> "=2C". A new string or NULL. */
-static char *
-gs2_escape(const char *s)
+int
+oa2_xoauth2_response(const char *user, const char *token, char **out,
+    size_t *outlen)
 {
-	char *e, *p;
+	*out = NULL;
+	*outlen = 0;
+	if (control_char(token) != NULL)
+		return OA2_ERR_CONFIG;
+	return oa2_xoauth2_response_len(user, token, strlen(token), out,
+	    outlen);
+}
 
-	if ((e = malloc(strlen(s) * 3 + 1)) == NULL)
-		return NULL;
-	for (p = e; *s != '\0'; s++) {
-		if (*s == '=' || *s == ',') {
-			memcpy(p, *s == '=' ? "=3D" : "=2C", 3);
+int
+oa2_oauthbearer_response_len(const char *authzid, const char *host,
+    const char *port, const char *token, size_t toklen, char **out,
+    size_t *outlen)
+{
+	int has_host = host != NULL && *host != '\0';
+	int has_port = port != NULL && *port != '\0';
+	const struct part tail[] = {
+		PART(",\001"),
+		PART("host="), STR(has_host ? host : ""), PART("\001"),
+		PART("port="), STR(has_port ? port : ""), PART("\001"),
+		PART("auth=Bearer "), { token, toklen }, PART("\001\001")
+	};
+	size_t alen, len, i;
+	char *p;
+
+	*out = NULL;
+	*outlen = 0;
+	if (control_char(authzid) != NULL ||
+	    (has_host && control_char(host) != NULL) ||
+	    (has_port && control_char(port) != NULL))
+		return OA2_ERR_CONFIG;
+	/* "n,a=" and the authzid as an RFC 5801 saslname, escaped */
+	alen = strlen(authzid);
+	len = 4 + alen;
+	for (i = 0; i < alen; i++)
+		if (authzid[i] == '=' || authzid[i] == ',')
+			len += 2;
+	for (i = 0; i < sizeof(tail) / sizeof(tail[0]); i++)
+		if ((has_host || i < 1 || i > 3) && (has_port || i < 4 || i > 6))
+			len += tail[i].n;
+	if ((p = malloc(len + 1)) == NULL)
+		return OA2_ERR_NOMEM;
+	*out = p;
+	*outlen = len;
+	memcpy(p, "n,a=", 4);
+	p += 4;
+	for (i = 0; i < alen; i++) {
+		if (authzid[i] == '=' || authzid[i] == ',') {
+			memcpy(p, authzid[i] == '=' ? "=3D" : "=2C", 3);
 			p += 3;
 		} else
-			*p++ = *s;
+			*p++ = authzid[i];
 	}
+	for (i = 0; i < sizeof(tail) / sizeof(tail[0]); i++)
+		if ((has_host || i < 1 || i > 3) && (has_port || i < 4 || i > 6)) {
+			memcpy(p, tail[i].s, tail[i].n);
+			p += tail[i].n;
+		}
 	*p = '\0';
-	return e;
+	return OA2_OK;
 }
 
 int
 oa2_oauthbearer_response(const char *authzid, const char *host,
     const char *port, const char *token, char **out, size_t *outlen)
 {
-	int has_host = host != NULL && *host != '\0';
-	int has_port = port != NULL && *port != '\0';
-	char *a;
-	int r;
-
 	*out = NULL;
 	*outlen = 0;
-	if (control_char(authzid) != NULL || control_char(token) != NULL ||
-	    (has_host && control_char(host) != NULL) ||
-	    (has_port && control_char(port) != NULL))
+	if (control_char(token) != NULL)
 		return OA2_ERR_CONFIG;
-	if ((a = gs2_escape(authzid)) == NULL)
-		return OA2_ERR_NOMEM;
-	{
-		const char *const parts[] = {
-			"n,a=", a, ",\001",
-			has_host ? "host=" : "", has_host ? host : "",
-			has_host ? "\001" : "",
-			has_port ? "port=" : "", has_port ? port : "",
-			has_port ? "\001" : "",
-			"auth=Bearer ", token, "\001\001", NULL
-		};
-
-		r = concat(out, outlen, parts);
-	}
-	free(a);
-	return r;
+	return oa2_oauthbearer_response_len(authzid, host, port, token,
+	    strlen(token), out, outlen);
 }
 
 void

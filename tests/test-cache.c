@@ -1249,6 +1249,140 @@ test_clock_back(void)
 	oa2_config_free(&cfg);
 }
 
+/*
+ * Issue 16: oa2_token_use lends the cached token itself, with its stored
+ * length, for the plugin to build its response from (no copy per
+ * login), and oa2_token_forget_len takes the token where it lies in
+ * that response, followed by "\1\1" rather than a NUL.
+ */
+struct lent {
+	int		calls;
+	const char	*ptr;
+	size_t		len;
+	int		fail;
+};
+
+static int
+lend(void *arg, const struct oa2_token *tok, size_t len)
+{
+	struct lent *l = arg;
+
+	l->calls++;
+	l->ptr = tok->access_token;
+	l->len = len;
+	return l->fail;
+}
+
+static void
+test_use(struct oa2_account *a, const struct oa2_log *lg, const char *file)
+{
+	struct lent l = { 0, NULL, 0, 0 };
+	struct oa2_error err;
+	const char *resp = "auth=Bearer lent-token\001\001";
+	int from = 0, n = requests();
+
+	oa2_token_clear(&a->mem);
+	put_token(file, "lent-token", time(NULL) + 3000, 0600);
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == 0 && l.calls == 1 &&
+	    from == OA2_FROM_DISK && l.ptr != NULL &&
+	    l.ptr == a->mem.access_token && l.len == 10 &&
+	    memcmp(l.ptr, "lent-token", 10) == 0 && requests() == n,
+	    "use: the cached token itself, with its length (from disk)");
+	l.calls = 0;
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == 0 && l.calls == 1 &&
+	    from == OA2_FROM_MEMORY && l.ptr == a->mem.access_token &&
+	    l.len == 10, "use: from memory, lent without a copy");
+	l.fail = OA2_ERR_NOMEM;
+	err.msg[0] = '\0';
+	ok(oa2_token_use(a, lg, lend, &l, &from, &err) == OA2_ERR_NOMEM &&
+	    strcmp(err.msg, "out of memory") == 0 &&
+	    a->mem.access_token != NULL,
+	    "use: the builder's failure is returned, the token kept");
+	ok(oa2_token_forget_len(a, lg, resp + 12, 9) == 0 &&
+	    a->mem.access_token != NULL && access(file, F_OK) == 0,
+	    "forget_len: a prefix of the token is another token");
+	ok(oa2_token_forget_len(a, lg, resp + 12, 10) == 0 &&
+	    a->mem.access_token == NULL && access(file, F_OK) == -1,
+	    "forget_len: the token before \"\\1\\1\" is forgotten");
+}
+
+/*
+ * Issue 16: the lock holder writes through ".KEY.tmp", and the scan for
+ * the random-named leftovers (".KEY.XXXXXX") of writers without the
+ * lock runs once a day, stamped on the lock file's mtime, instead of on
+ * every token request.
+ */
+static void
+set_mtime(const char *path, time_t t)
+{
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { t, 0 } };
+
+	if (utimensat(AT_FDCWD, path, ts, 0) == -1)
+		abort();
+}
+
+static time_t
+mtime_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_mtime : 0;
+}
+
+/* One more request from an empty memory and an absent cache file. */
+static int
+cold_get(struct oa2_account *a, const char *file)
+{
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+	int from = 0, n = requests(), r;
+
+	oa2_token_clear(&a->mem);
+	unlink(file);
+	r = oa2_token_get(a, NULL, &t, &from, &err);
+	oa2_token_clear(&t);
+	return r == 0 && from == OA2_FROM_SERVER && requests() == n + 1;
+}
+
+static void
+test_sweep_schedule(void)
+{
+	struct oa2_config *cfg = conf_with("", "sweep-s3cret", 0);
+	struct oa2_account *a = &cfg->accounts[0];
+	char lock[400], stale[400], tmp[400], *file = oa2_cache_file(a);
+	time_t now = time(NULL);
+
+	snprintf(lock, sizeof(lock), "%s/%s.lock", a->cache_dir, a->cache_key);
+	snprintf(stale, sizeof(stale), "%s/.%s.AbC123", a->cache_dir,
+	    a->cache_key);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", a->cache_dir, a->cache_key);
+	ok(cold_get(a, file) && access(lock, F_OK) == 0 &&
+	    access(tmp, F_OK) == -1 && file_mode(file) == 0600,
+	    "sweep: a token written through the fixed temporary name");
+	put(stale, "leftover", 0600);
+	ok(cold_get(a, file) && access(stale, F_OK) == 0,
+	    "sweep: no directory scan within a day of the lock file's mtime");
+	set_mtime(lock, now - 2 * 86400);
+	ok(cold_get(a, file) && access(stale, F_OK) == -1,
+	    "sweep: a day after the last scan, the leftover is removed");
+	ok(mtime_of(lock) >= now - 5, "sweep: the scan is stamped on the "
+	    "lock file");
+	put(stale, "leftover", 0600);
+	set_mtime(lock, now + 3600);
+	ok(cold_get(a, file) && access(stale, F_OK) == -1,
+	    "sweep: a stamp in the future (clock set back) counts as due");
+	put(tmp, "{\"version\":1,\"expires_at\":", 0600);
+	ok(cold_get(a, file) && access(tmp, F_OK) == -1 &&
+	    temp_files(a) == 0, "sweep: a killed writer's torn .KEY.tmp is "
+	    "overwritten and renamed by the next");
+	put(tmp, "x", 0644);
+	ok(cold_get(a, file) && access(tmp, F_OK) == -1 &&
+	    file_mode(file) == 0600,
+	    "sweep: a .KEY.tmp readable by others is replaced, not reused");
+	free(file);
+	oa2_config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -1372,6 +1506,7 @@ main(void)
 	    access(file, F_OK) == -1 && a->mem.access_token == NULL,
 	    "forgetting the refused token drops memory and disk");
 	oa2_token_clear(&t2);
+	test_use(a, &lg, file);
 
 	/* a refresh that fails transiently falls back to a valid token */
 	put_token(file, "stale", time(NULL) + 300, 0600);
@@ -1459,6 +1594,7 @@ main(void)
 	test_young_refused();
 	test_clock_back();
 	test_waiters_failure();
+	test_sweep_schedule();
 
 	snprintf(text, sizeof(text), "rm -rf %s", dir);
 	if (system(text) != 0)

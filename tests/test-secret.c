@@ -53,6 +53,27 @@ main(void)
 
 	if (mkdtemp(dir) == NULL)
 		abort();
+
+	/* oa2_wipe (issue 16: 16-byte stores): every byte, and no other */
+	{
+		unsigned char buf[320];
+		size_t off, n, k;
+		int good = 1;
+
+		for (off = 0; off < 16; off++)
+			for (n = 0; n <= 260; n++) {
+				memset(buf, 0xa5, sizeof(buf));
+				oa2_wipe(buf + off, n);
+				for (k = 0; k < sizeof(buf); k++)
+					if (buf[k] != (k >= off && k < off + n ?
+					    0 : 0xa5))
+						good = 0;
+			}
+		ok(good, "oa2_wipe zeroes exactly the bytes asked, at any "
+		    "alignment and length");
+		oa2_wipe(NULL, 10);
+		ok(1, "oa2_wipe accepts NULL");
+	}
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *p = put("secret", cases[i].text,
 		    strlen(cases[i].text), cases[i].mode);

@@ -68,6 +68,61 @@ main(void)
 	    "authzid escaped, host and port left out");
 	oa2_freezero(out, len);
 
+	/*
+	 * Issue 16: the same responses from a token given by its length,
+	 * as the cache stores it (here followed by bytes that must not be
+	 * sent), byte for byte what the NUL-terminated builders make.
+	 */
+	{
+		static const struct {
+			const char *user, *host, *port;
+		} v[] = {
+			{ "user@example.com", "server.example.com", "143" },
+			{ "a=b,c@x", NULL, "" },
+			{ "=,=,", "h", NULL },
+			{ "u@x", "", "587" },
+			{ "u@x", "imap.x", "" },
+		};
+		const char *tok = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==";
+		char raw[128], *o2;
+		size_t l2, tl = strlen(tok);
+		int same = 1;
+
+		snprintf(raw, sizeof(raw), "%sNOT-SENT", tok);
+		for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+			if (oa2_oauthbearer_response(v[i].user, v[i].host,
+			    v[i].port, tok, &out, &len) != 0 ||
+			    oa2_oauthbearer_response_len(v[i].user, v[i].host,
+			    v[i].port, raw, tl, &o2, &l2) != 0 || len != l2 ||
+			    memcmp(out, o2, len + 1) != 0 ||
+			    memcmp(o2 + l2 - 2 - tl, tok, tl) != 0)
+				same = 0;
+			oa2_freezero(out, len);
+			oa2_freezero(o2, l2);
+			if (oa2_xoauth2_response(v[i].user, tok, &out,
+			    &len) != 0 || oa2_xoauth2_response_len(v[i].user,
+			    raw, tl, &o2, &l2) != 0 || len != l2 ||
+			    memcmp(out, o2, len + 1) != 0 ||
+			    memcmp(o2 + l2 - 2 - tl, tok, tl) != 0)
+				same = 0;
+			oa2_freezero(out, len);
+			oa2_freezero(o2, l2);
+		}
+		ok(same, "responses from a token with a stored length: the "
+		    "same bytes, the token last before \\1\\1");
+		out = (char *)1;
+		ok(oa2_xoauth2_response_len("v@x\001auth=Bearer A", raw, tl,
+		    &out, &len) == OA2_ERR_CONFIG && out == NULL &&
+		    oa2_oauthbearer_response_len("v@x", "h\001", "1", raw,
+		    tl, &out, &len) == OA2_ERR_CONFIG && out == NULL,
+		    "stored length: the other fields are still checked");
+		is_str((oa2_oauthbearer_response_len("a=b,c@x", NULL, NULL,
+		    raw, 3, &out, &len), out),
+		    "n,a=a=3Db=2Cc@x,\001auth=Bearer vF9\001\001",
+		    "stored length: only toklen bytes of the token");
+		oa2_freezero(out, len);
+	}
+
 	/* Control characters (issue 10, item 3): refused, never sent. */
 	{
 		static const struct {

@@ -12,8 +12,9 @@ fault modes for failure tests: {"mode": "hang" | "slow:N" | "html500" |
 "429:N" | "503:N" | "badjson" | "no_access_token" | "no_expires_in" |
 "expires_in_string" | "expires_in_absurd" | "token_type_mac" |
 "expires_in_garbage" | "token_crlf" | "token_soh" | "huge" | "wrong_key" |
-"wrong_domain" | "expired_token" | "lifetime:N" | "clock_skew", "count":
-N}. "clock_skew" judges client assertions as if the clock were two
+"wrong_domain" | "expired_token" | "lifetime:N" | "clock_skew" | "size:N",
+"count": N}. "size:N" pads the access token with a claim to N bytes (as
+long as Entra's, 1.5-3 KB, for the bench). "clock_skew" judges client assertions as if the clock were two
 hours ahead (AADSTS700024). With "count", the fault applies to the next N
 well-formed token requests only (counted per content of the control
 file), then the endpoint behaves normally again: "503:1" with count 1 is
@@ -222,11 +223,29 @@ class Entra:
             "tenant_domain": "app@" + domain,
             "ver": "1.0"}
         head = {"alg": "RS256", "typ": "JWT", "kid": conf["kid"]}
-        signing = b64url(json.dumps(head).encode()) + "." + \
-            b64url(json.dumps(claims).encode())
         key = self.wrong if mode == "wrong_key" else self.issuer
-        sig = key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
-        token = signing + "." + b64url(sig)
+
+        def signing(claims):
+            return b64url(json.dumps(head).encode()) + "." + \
+                b64url(json.dumps(claims).encode())
+        if mode.startswith("size:"):
+            # the longest "xms_pad" claim that keeps the token <= N bytes
+            # (the signature's length does not depend on what is signed)
+            want = int(mode.split(":")[1])
+            siglen = len(b64url(b"\0" * (key.key_size // 8)))
+            lo, hi = 0, want
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if len(signing(dict(claims, xms_pad="p" * mid))) + 1 + \
+                        siglen <= want:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo > 0:
+                claims["xms_pad"] = "p" * lo
+        data = signing(claims)
+        sig = key.sign(data.encode(), padding.PKCS1v15(), hashes.SHA256())
+        token = data + "." + b64url(sig)
         self.record("token", token)
         answer = {"token_type": "Bearer", "expires_in": lifetime,
                   "ext_expires_in": lifetime, "access_token": token}
