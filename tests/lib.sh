@@ -393,9 +393,13 @@ san_imtest() { # (variables prefixed: a sourced library shares the caller's)
 imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "${3:-$T/imtest.out}"; }
 
 # saslclient ARGS...: the callback-driven client (tests/saslclient.c).
+# A run cut short by the hang guard says so on stderr (which the
+# callers keep with the output), so that a failed check shows why.
 saslclient() {
 	# shellcheck disable=SC2086
-	timeout $((60 * SLOW)) $VALGRIND "$SC" "$@" </dev/null
+	timeout $((60 * SLOW)) $VALGRIND "$SC" "$@" </dev/null && return 0 || _sc=$?
+	[ "$_sc" -ne 124 ] || echo "saslclient: timed out after $((60 * SLOW)) s (hang guard)" >&2
+	return "$_sc"
 }
 
 # pluginviewer: saslpluginviewer -c (client side) through $SASL_PATH.
