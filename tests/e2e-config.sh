@@ -10,27 +10,6 @@ set -eu
 make_ca
 start_tokend
 write_config
-O="$T/out"
-mkdir -p "$O"
-# run NAME ARGS...: the tool's stdout, stderr and exit code in $O/NAME.*
-run() {
-	name=$1; shift
-	set +e
-	# shellcheck disable=SC2086
-	timeout $((60 * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
-	echo $? > "$O/$name.rc"
-	set -e
-}
-# expect NAME CODE FILE-SUFFIX STRING DESCRIPTION: exit code and a line
-expect() {
-	if [ "$(cat "$O/$1.rc")" = "$2" ] && grep -qF -- "$4" "$O/$1.$3"; then
-		pass "$5"
-	else
-		fail "$5 (exit $(cat "$O/$1.rc"), wanted $2 and \"$4\" in $3)"
-		sed 's/^/# out: /' "$O/$1.out" | cut -c1-300
-		sed 's/^/# err: /' "$O/$1.err" | cut -c1-300
-	fi
-}
 # login NAME USER: the plugin through saslclient; output in $O/NAME.out
 login() {
 	if saslclient -m XOAUTH2 -u "$2" > "$O/$1.out" 2>&1; then echo 0; else echo 1; fi > "$O/$1.rc"

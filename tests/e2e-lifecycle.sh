@@ -10,28 +10,7 @@ set -eu
 [ -x "$TOOL" ] || { echo "tool not built: $TOOL"; exit 99; }
 need openssl
 
-O="$T/out"
-mkdir -p "$O"
-# run NAME ARGS...: the tool's stdout, stderr and exit code in $O/NAME.*
-run() {
-	name=$1; shift
-	set +e
-	# shellcheck disable=SC2086
-	timeout $((120 * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
-	echo $? > "$O/$name.rc"
-	set -e
-}
-rc() { cat "$O/$1.rc"; }
-# expect NAME CODE FILE-SUFFIX STRING DESCRIPTION: exit code and a line
-expect() {
-	if [ "$(rc "$1")" = "$2" ] && grep -qF -- "$4" "$O/$1.$3"; then
-		pass "$5"
-	else
-		fail "$5 (exit $(rc "$1"), wanted $2 and \"$4\" in $3)"
-		sed 's/^/# out: /' "$O/$1.out" | cut -c1-240
-		sed 's/^/# err: /' "$O/$1.err" | cut -c1-240
-	fi
-}
+TOOL_TIMEOUT=120
 hex() { tr -d ':\n' | sed 's/.*=//'; }
 
 # --- certificate new ------------------------------------------------------

@@ -24,30 +24,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj "/CN=unknown" \
 	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
 chmod 600 "$T/other.key"
 testbed "$CERT_BLOCK"
-O="$T/out"
-mkdir -p "$O"
 n=0
-# run NAME ARGS...: the tool's stdout, stderr and exit code in $O/NAME.*
-run() {
-	name=$1; shift
-	set +e
-	# shellcheck disable=SC2086
-	timeout $((60 * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
-	rc=$?
-	set -e
-	echo "$rc" > "$O/$name.rc"
-}
-rc() { cat "$O/$1.rc"; }
-# expect NAME CODE FILE-SUFFIX STRING DESCRIPTION: exit code and a line
-expect() {
-	if [ "$(rc "$1")" = "$2" ] && grep -qF -- "$4" "$O/$1.$3"; then
-		pass "$5"
-	else
-		fail "$5 (exit $(rc "$1"), wanted $2 and \"$4\" in $3)"
-		sed 's/^/# out: /' "$O/$1.out" | cut -c1-200
-		sed 's/^/# err: /' "$O/$1.err" | cut -c1-200
-	fi
-}
 IMAP="127.0.0.1:$IMAPS_PORT"
 SMTP="127.0.0.1:$SUBMISSION_PORT"
 

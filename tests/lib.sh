@@ -392,6 +392,33 @@ san_imtest() { # (variables prefixed: a sourced library shares the caller's)
 }
 imtest_ok() { imtest_login "$@" && grep -q "Authenticated\." "${3:-$T/imtest.out}"; }
 
+# The command's runs, for tests that check its output and exit code:
+# run NAME ARGS... keeps the tool's stdout, stderr and exit code in
+# $O/NAME.out, .err and .rc ($O: $T/out), guarded against a hang by
+# TOOL_TIMEOUT seconds (times SLOW; default 60); rc NAME prints the
+# code; expect NAME CODE FILE-SUFFIX STRING DESCRIPTION checks the code
+# and a line of .out or .err.
+O="$T/out"
+mkdir -p "$O"
+run() {
+	name=$1; shift
+	set +e
+	# shellcheck disable=SC2086
+	timeout $((${TOOL_TIMEOUT:-60} * SLOW)) $VALGRIND "$TOOL" "$@" > "$O/$name.out" 2> "$O/$name.err" </dev/null
+	echo $? > "$O/$name.rc"
+	set -e
+}
+rc() { cat "$O/$1.rc"; }
+expect() {
+	if [ "$(rc "$1")" = "$2" ] && grep -qF -- "$4" "$O/$1.$3"; then
+		pass "$5"
+	else
+		fail "$5 (exit $(rc "$1"), wanted $2 and \"$4\" in $3)"
+		sed 's/^/# out: /' "$O/$1.out" | cut -c1-300
+		sed 's/^/# err: /' "$O/$1.err" | cut -c1-300
+	fi
+}
+
 # saslclient ARGS...: the callback-driven client (tests/saslclient.c).
 # A run cut short by the hang guard says so on stderr (which the
 # callers keep with the output), so that a failed check shows why.
