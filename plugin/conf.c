@@ -980,6 +980,7 @@ load(struct loader *ld, config_t *lc)
 		oa2_cert_free(&a->cert);
 		oa2_freezero_str(&a->next_client_secret);
 		oa2_cert_free(&a->next_cert);
+		a->cache_key[0] = '\0';
 		a->next_cache_key[0] = '\0';
 		cfg->nbroken++;
 		oa2_log(ld->lg, OA2_LOG_WARNING, "%s (account \"%s\" is not "
