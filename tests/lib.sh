@@ -319,11 +319,11 @@ testbed() {
 }
 
 # cache_whole DIR: DIR holds one token cache file and it is whole
-# (docs/cache.md): a JSON line with version 1 and token_length, then
-# exactly that many printable bytes.
+# (docs/cache.md): a JSON line with version 1, token_length and the sum
+# of its key and token, then exactly that many printable bytes.
 cache_whole() {
 	"$PYTHON3" - "$1" <<'PY'
-import glob, json, sys
+import glob, hashlib, json, os, sys
 files = glob.glob(sys.argv[1] + "/*.token")
 assert len(files) == 1, files
 data = open(files[0], "rb").read()
@@ -332,6 +332,9 @@ meta = json.loads(head)
 assert sep and meta["version"] == 1 and meta["expires_at"] > 0
 assert meta["token_length"] == len(token) > 0
 assert all(0x20 < b < 0x7f for b in token)
+key = os.path.basename(files[0])[:-len(".token")].encode()
+want = hashlib.sha256(b"oa2-cache-sum\0" + key + b"\n" + token).hexdigest()
+assert meta["sum"] == want[:32], "sum"
 PY
 }
 

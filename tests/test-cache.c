@@ -3,7 +3,7 @@
  * forgetting, stale fallback, single flight across processes, the
  * back-off after a refusal, and writers or lock holders killed with
  * SIGKILL. The token endpoint is replaced by a counting stub of
- * oa2_token_fetch, and fsync by a version that can stop a writer in
+ * oa2_token_fetch, and rename by a version that can stop a writer in
  * the middle of its write.
  */
 #include "config.h"
@@ -20,6 +20,8 @@
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "cache.h"
 #include "conf.h"
@@ -74,31 +76,32 @@ requests(void)
 }
 
 /*
- * fsync, as the cache calls it after writing the temporary file. When
- * fsync_stop is set (in a child), it tears the file in half, tells the
- * parent through fsync_stop, and waits to be killed: a writer caught
- * in the middle of its write, its lock held. When fsync_fail is set, it
- * fails with EIO, as on a disk that is going away.
+ * rename, as the cache calls it to put the written temporary file in
+ * place. When rename_stop is set (in a child), it tears the file in
+ * half, tells the parent through rename_stop, and waits to be killed:
+ * a writer caught in the middle of its write, its lock held. When
+ * rename_fail is set, it fails with EIO, as on a disk that is going
+ * away.
  */
-static int fsync_stop = -1, fsync_fail;
+static int rename_stop = -1, rename_fail;
 
 int
-fsync(int fd)
+rename(const char *from, const char *to)
 {
 	struct stat st;
 
-	if (fsync_fail) {
+	if (rename_fail) {
 		errno = EIO;
 		return -1;
 	}
-	if (fsync_stop != -1) {
-		if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size / 2) == 0 &&
-		    write(fsync_stop, "w", 1) == 1)
+	if (rename_stop != -1) {
+		if (stat(from, &st) == 0 && truncate(from, st.st_size / 2) == 0 &&
+		    write(rename_stop, "w", 1) == 1)
 			for (;;)
 				pause();
 		_exit(3);
 	}
-	return (int)syscall(SYS_fsync, fd);
+	return (int)syscall(SYS_rename, from, to);
 }
 
 static char logged[2048];
@@ -121,23 +124,68 @@ put_bytes(const char *path, const char *data, size_t len, mode_t mode)
 	chmod(path, mode);
 }
 
+/*
+ * The "sum" a cache file's line must carry (docs/cache.md), computed
+ * here on its own: SHA-256 over "oa2-cache-sum\0", the key (the file's
+ * name) and "\n" and the bytes after the line; 32 hex digits.
+ */
 static void
+file_sum(const char *path, const char *after, size_t len, char hex[33])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	const char *base = strrchr(path, '/') != NULL ?
+	    strrchr(path, '/') + 1 : path;
+	size_t klen = strcspn(base, ".");
+	unsigned int mdlen;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int i;
+
+	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(ctx, "oa2-cache-sum", 14) ||
+	    !EVP_DigestUpdate(ctx, base, klen) ||
+	    !EVP_DigestUpdate(ctx, "\n", 1) ||
+	    !EVP_DigestUpdate(ctx, after, len) ||
+	    !EVP_DigestFinal_ex(ctx, md, &mdlen))
+		abort();
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/*
+ * Write text to path; a cache file's JSON line ("{...}\n...") gets
+ * the right sum first, so that what a test makes wrong in it is the
+ * only thing wrong. Returns what was written (until the next put).
+ */
+static const char *
 put(const char *path, const char *text, mode_t mode)
 {
-	put_bytes(path, text, strlen(text), mode);
+	static char out[4096];
+	const char *nl = strchr(text, '\n');
+	size_t n = strlen(text);
+	char hex[33];
+
+	if (*text == '{' && nl != NULL && strstr(path, ".token") != NULL &&
+	    strstr(text, "\"sum\"") == NULL) {
+		file_sum(path, nl + 1, n - (size_t)(nl + 1 - text), hex);
+		snprintf(out, sizeof(out), "{\"sum\":\"%s\",%s", hex,
+		    text + 1);
+	} else
+		snprintf(out, sizeof(out), "%s", text);
+	put_bytes(path, out, strlen(out), mode);
+	return out;
 }
 
 /* A cache file holding token until exp, laid out as disk_write does. */
 static const char *
 put_token(const char *path, const char *token, time_t exp, mode_t mode)
 {
-	static char text[1024];
+	char text[1024];
 
 	snprintf(text, sizeof(text), "{\"version\":1,\"account\":\"*\","
 	    "\"expires_at\":%ld,\"token_length\":%zu}\n%s", (long)exp,
 	    strlen(token), token);
-	put(path, text, mode);
-	return text;
+	return put(path, text, mode);
 }
 
 /* A cache file holding a refusal remembered until `until`. */
@@ -501,12 +549,12 @@ open_fds(void)
 }
 
 /*
- * A cache file that cannot be written (fsync fails): the login goes on
- * with the token, the failure is logged, and nothing is left behind, not
- * a temporary file, not a descriptor.
+ * A cache file that cannot be put in place (rename fails): the login
+ * goes on with the token, the failure is logged, and nothing is left
+ * behind, not a temporary file, not a descriptor.
  */
 static void
-test_fsync_fails(void)
+test_write_fails(void)
 {
 	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
 	struct oa2_config *cfg;
@@ -514,16 +562,16 @@ test_fsync_fails(void)
 	struct oa2_error err;
 	int from, fds, i;
 
-	cfg = conf_with("", "fsync-s3cret", 0);
+	cfg = conf_with("", "rename-s3cret", 0);
 	fds = open_fds();
 	i = requests();
-	fsync_fail = 1;
+	rename_fail = 1;
 	logged[0] = '\0';
 	ok(oa2_token_get(&cfg->accounts[0], &lg, &t, &from, &err) == 0 &&
 	    from == OA2_FROM_SERVER && requests() == i + 1,
-	    "fsync fails: the token is still used");
-	fsync_fail = 0;
-	has_str(logged, "cannot write token cache file in ", "and it is logged");
+	    "rename fails: the token is still used");
+	rename_fail = 0;
+	has_str(logged, "cannot rename ", "and it is logged");
 	has_str(logged, "Input/output error", "with the reason");
 	ok(temp_files(&cfg->accounts[0]) == 0, "no temporary file is left");
 	ok(open_fds() == fds, "no descriptor is left open");
@@ -564,7 +612,7 @@ test_killed_writer(void)
 	i = requests();
 	if ((pid = fork()) == 0) {
 		close(pfds[0]);
-		fsync_stop = pfds[1];
+		rename_stop = pfds[1];
 		_exit(oa2_token_get(a, NULL, &t, NULL, &err) == 0 ? 0 : 2);
 	}
 	close(pfds[1]);
@@ -1495,6 +1543,80 @@ main(void)
 		oa2_token_clear(&t2);
 	}
 
+	/*
+	 * What a power cut may leave of a file written without fsync: the
+	 * sum rejects all of it (the old code took the first three).
+	 */
+	{
+		char text[1024], *other;
+		const char *good;
+		size_t n;
+
+		/* the right file, read back whole: taken from the disk */
+		good = put_token(file, "sum-token", time(NULL) + 9999, 0600);
+		snprintf(text, sizeof(text), "%s", good);
+		oa2_token_clear(&a->mem);
+		i = requests();
+		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
+		    from == OA2_FROM_DISK && requests() == i &&
+		    strcmp(t2.access_token, "sum-token") == 0,
+		    "a whole file with its sum is used");
+		oa2_token_clear(&t2);
+		/* one byte of the token changed, still printable */
+		n = strlen(text);
+		text[n - 1] = 'X';
+		put_bytes(file, text, n, 0600);
+		oa2_token_clear(&a->mem);
+		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
+		    from == OA2_FROM_SERVER && requests() == i + 1 &&
+		    strcmp(t2.access_token, "sum-tokeX") != 0,
+		    "a token byte that is not the one written: replaced");
+		oa2_token_clear(&t2);
+		/* another key's whole file (a stale block of another file) */
+		other = malloc(strlen(file) + 2);
+		if (other == NULL)
+			abort();
+		strcpy(other, file);
+		other[strrchr(other, '/') + 1 - other] ^= 1;	/* another KEY */
+		snprintf(text, sizeof(text), "%s", put_token(other,
+		    "not-this-key", time(NULL) + 9999, 0600));
+		put_bytes(file, text, strlen(text), 0600);
+		unlink(other);
+		free(other);
+		oa2_token_clear(&a->mem);
+		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
+		    from == OA2_FROM_SERVER && requests() == i + 2 &&
+		    strcmp(t2.access_token, "not-this-key") != 0,
+		    "another key's file under this name: replaced");
+		oa2_token_clear(&t2);
+		/* no sum at all */
+		{
+			static const char nosum[] = "{\"version\":1,"
+			    "\"expires_at\":99999999999,\"token_length\":3}"
+			    "\nabc";
+
+			put_bytes(file, nosum, sizeof(nosum) - 1, 0600);
+		}
+		oa2_token_clear(&a->mem);
+		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
+		    from == OA2_FROM_SERVER && requests() == i + 3,
+		    "a file without a sum: replaced");
+		oa2_token_clear(&t2);
+		/* and what the writer put there carries the right sum */
+		{
+			char hex[33], want[48];
+			const char *nl;
+
+			snprintf(text, sizeof(text), "%s", slurp(file));
+			if ((nl = strchr(text, '\n')) == NULL)
+				abort();
+			file_sum(file, nl + 1, strlen(nl + 1), hex);
+			snprintf(want, sizeof(want), "\"sum\":\"%s\"", hex);
+			has_str(text, want, "the writer's sum is the one "
+			    "computed here");
+		}
+	}
+
 	/* forget: only the token that was refused, and not a young one */
 	oa2_token_clear(&a->mem);
 	put_token(file, "old-token", time(NULL) + 3000, 0600);
@@ -1586,7 +1708,7 @@ main(void)
 	free(file);
 
 	test_backoff();
-	test_fsync_fails();
+	test_write_fails();
 	test_killed_writer();
 	test_killed_holder();
 	test_threads();
