@@ -463,9 +463,10 @@ pick_kind(struct oa2_loader *ld, const config_setting_t *g,
 	names[0] = '\0';
 	for (k = oa2_cred_kinds; *k != NULL; k++)
 		for (i = 0; (*k)->keys[i] != NULL; i++) {
-			n += strlen(names + n) < sizeof(names) - 1 ? (size_t)
-			    snprintf(names + n, sizeof(names) - n, "%s%s",
-			    n > 0 ? ", " : "", (*k)->keys[i]) : 0;
+			/* "a, b, c" for the messages (cut short if need be) */
+			snprintf(names + n, sizeof(names) - n, "%s%s",
+			    n > 0 ? ", " : "", (*k)->keys[i]);
+			n = strlen(names);
 			if ((s = config_setting_get_member(g,
 			    (*k)->keys[i])) == NULL)
 				continue;
@@ -485,7 +486,7 @@ pick_kind(struct oa2_loader *ld, const config_setting_t *g,
 	return OA2_OK;
 }
 
-/* A key of another source in an account of kind k. */
+/* A key that belongs to another source than the account's: an error. */
 static int
 foreign_keys(struct oa2_loader *ld, const config_setting_t *g,
     const struct oa2_account *a)
