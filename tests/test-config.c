@@ -244,6 +244,102 @@ rollover(void)
 }
 
 /*
+ * Issue 12, item 3: cloud sets authority and scope in one word (the
+ * token URL, and so a certificate assertion's aud, follows); an
+ * authority or scope set beside it, or in an account over a cloud in
+ * defaults, wins; an unknown cloud breaks the account or the file.
+ */
+static void
+clouds(void)
+{
+	static const struct {
+		const char *cloud, *url, *scope;
+	} want[] = {
+		{ "global", "https://login.microsoftonline.com/t/oauth2/v2.0/"
+		    "token", "https://outlook.office365.com/.default" },
+		{ "usgov", "https://login.microsoftonline.us/t/oauth2/v2.0/"
+		    "token", "https://outlook.office365.us/.default" },
+		{ "usgov-dod", "https://login.microsoftonline.us/t/oauth2/v2.0/"
+		    "token", "https://outlook-dod.office365.us/.default" },
+		{ "china", "https://login.partner.microsoftonline.cn/t/oauth2/"
+		    "v2.0/token", "https://partner.outlook.cn/.default" },
+	};
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a;
+	struct oa2_error err;
+	char text[2048], name[80];
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		snprintf(text, sizeof(text), HEAD "accounts = ( { match = "
+		    "\"*\"; cloud = \"%s\"; tenant = \"t\"; client_id = "
+		    "\"c\"; client_secret_file = \"@S@\"; } );\n",
+		    want[i].cloud);
+		write_conf(text, 0600);
+		snprintf(name, sizeof(name), "cloud %s: the token URL",
+		    want[i].cloud);
+		if (oa2_config_load(conf, NULL, &cfg, &err) != 0 ||
+		    cfg->nbroken != 0) {
+			ok(0, name);
+			printf("#   %s\n", err.msg);
+			oa2_config_free(&cfg);
+			continue;
+		}
+		is_str(cfg->accounts[0].token_url, want[i].url, name);
+		snprintf(name, sizeof(name), "cloud %s: the scope",
+		    want[i].cloud);
+		is_str(cfg->accounts[0].scope, want[i].scope, name);
+		oa2_config_free(&cfg);
+	}
+	write_conf("version = 1;\ndefaults = { ca_file = \"@CA@\"; "
+	    "cache_dir = \"\"; cloud = \"china\"; };\naccounts = (\n"
+	    "{ match = \"a@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; },\n"
+	    "{ match = \"d@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; cloud = \"usgov\";"
+	    " authority = \"https://127.0.0.1:4443/\"; },\n"
+	    "{ match = \"e@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; scope = \"https://x/.default\"; }"
+	    " );\n", 0600);
+	if (oa2_config_load(conf, NULL, &cfg, &err) != 0) {
+		ok(0, "clouds in defaults and accounts load");
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	a = &cfg->accounts[0];
+	ok(strcmp(a->token_url, "https://login.partner.microsoftonline.cn/t/"
+	    "oauth2/v2.0/token") == 0 && strcmp(a->scope,
+	    "https://partner.outlook.cn/.default") == 0,
+	    "a cloud in defaults is inherited");
+	a = &cfg->accounts[1];
+	ok(strcmp(a->token_url, "https://127.0.0.1:4443/t/oauth2/v2.0/token")
+	    == 0 && strcmp(a->scope, "https://outlook.office365.us/.default")
+	    == 0, "an authority beside cloud wins; the cloud's scope stays");
+	a = &cfg->accounts[2];
+	ok(strcmp(a->token_url, "https://login.partner.microsoftonline.cn/t/"
+	    "oauth2/v2.0/token") == 0 && strcmp(a->scope,
+	    "https://x/.default") == 0,
+	    "an account's scope wins over the cloud of defaults");
+	oa2_config_free(&cfg);
+	write_conf(HEAD "accounts = ( { match = \"*\"; tenant = \"t\";\n"
+	    " client_id = \"c\"; cloud = \"germany\";"
+	    " client_secret_file = \"@S@\"; } );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "an unknown cloud breaks the account");
+	if (cfg != NULL)
+		has_str(cfg->accounts[0].load_err.msg, ":4: cloud must be "
+		    "\"global\", \"usgov\", \"usgov-dod\" or \"china\"",
+		    "with a sentence naming the four");
+	oa2_config_free(&cfg);
+	write_conf("version = 1;\ndefaults = { cloud = 1; };\naccounts = ( "
+	    ACCT("*") " );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "a cloud that is not a string in defaults fails the file");
+	has_str(err.msg, ":2: cloud must be a string", "and says so");
+	oa2_config_free(&cfg);
+}
+
+/*
  * Issue 10, item 8: a 0644 secret file for *@contoso.com disabled
  * bob@fabrikam.com too. Now each account loads on its own.
  */
@@ -874,6 +970,7 @@ main(void)
 
 	have_openssl = sh("openssl version > /dev/null 2>&1");
 	rollover();
+	clouds();
 	one_bad_account();
 	broken_kinds(have_openssl);
 	cert_buffer_wiped(have_openssl);

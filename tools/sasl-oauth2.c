@@ -498,7 +498,7 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			    sizeof(t)), fmt_duration((long)(oa2_cert_not_after(
 			    a->cert) - now), d, sizeof(d)));
 		}
-		printf("  token_url %s\n", a->token_url);
+		printf("  token_url %s  scope %s\n", a->token_url, a->scope);
 		if (problem != NULL)
 			printf("      %s\n", problem);
 		show_next(a, nkind[i], nfile[i], now);
