@@ -262,7 +262,8 @@ class Entra:
             return self.error(400, "invalid_request", 700212,
                               "No matching federated identity record "
                               "found for presented assertion audience "
-                              "'%s'." % aud), "wrong-audience"
+                              "'%s'." % ", ".join(map(str, auds))), \
+                "wrong-audience"
         key = self.fed_keys.get(iss)
         try:
             if head.get("alg") != "RS256" or key is None:
@@ -447,8 +448,7 @@ class Entra:
                 bad, why = self.check_federated(cid, client,
                                                 form["client_assertion"])
                 if bad is not None:
-                    return bad, "federated-%s-%s" % (
-                        why, bad[1]["error_codes"][0]), tenant
+                    return bad, "federated-" + why, tenant
                 seen["credential"] = "federated"
                 seen["sub"] = json.loads(unb64url(form[
                     "client_assertion"].split(".")[1])).get("sub")
