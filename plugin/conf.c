@@ -23,8 +23,6 @@
 
 #define DEFAULT_AUTHORITY	"https://login.microsoftonline.com"
 #define DEFAULT_SCOPE		"https://outlook.office365.com/.default"
-#define DEFAULT_IMAP_HOST	"outlook.office365.com"
-#define DEFAULT_SMTP_HOST	"smtp.office365.com"
 #define DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 #define DEFAULT_CACHE_DIR	"/var/cache/sasl-oauth2"
 #define MAX_CONFIG_SIZE		(1024 * 1024)
@@ -45,8 +43,7 @@ struct cloud {
 };
 
 static const struct cloud clouds[] = {
-	{ "global", "https://login.microsoftonline.com",
-	    "https://outlook.office365.com/.default",
+	{ "global", DEFAULT_AUTHORITY, DEFAULT_SCOPE,
 	    "outlook.office365.com", "smtp.office365.com" },
 	/* GCC High */
 	{ "usgov", "https://login.microsoftonline.us",
@@ -971,9 +968,10 @@ load_account(struct oa2_loader *ld, const config_setting_t *g,
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
 	a->expiry_warning = st.expiry_warning * 86400;
-	a->imap_host = DEFAULT_IMAP_HOST;
-	a->pop_host = DEFAULT_IMAP_HOST;	/* Exchange serves both */
-	a->smtp_host = DEFAULT_SMTP_HOST;
+	/* the cloud's hosts; Exchange serves IMAP and POP on one name */
+	a->imap_host = st.cloud->imap_host;
+	a->pop_host = st.cloud->imap_host;
+	a->smtp_host = st.cloud->smtp_host;
 	s = config_setting_get_member(g, "ca_file");
 	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0)
 		return r;

@@ -50,6 +50,82 @@ write_config "$(fed_account "$FED_USER" "$T/fed/token")$(fed_account missing@con
 	"$GOV_USER" "$TOKEND_PORT" "$TENANT" "$CLIENT" "$T/etc/contoso.secret")"
 fed_reqs() { grep -c "client=$FED_CLIENT result=${1:-ok}" "$T/tokend.log" || true; }
 
+## Workload identity federation: logins with no secret or key.
+check "the federated account's block holds no secret and no key" sh -c \
+	"sed -n '/match = \"$FED_USER\"/,/}/p' '$CONF' | grep -q client_assertion_file &&
+	 ! sed -n '/match = \"$FED_USER\"/,/}/p' '$CONF' | grep -Eq 'secret|private_key|certificate|pkcs12'"
+for mech in XOAUTH2 OAUTHBEARER; do
+	if imtest_ok "$FED_USER" "$mech"; then
+		pass "imtest $mech logs in with a federated token"
+	else
+		fail "imtest $mech logs in with a federated token"; cat "$T/imtest.out"
+	fi
+done
+check "the stand-in accepted the federated token of $SUBJECT" \
+	grep -q "client=$FED_CLIENT result=ok credential=federated n=1 scope=.* sub=$SUBJECT\$" "$T/tokend.log"
+check "the file's token was sent as it is, as client_assertion" \
+	grep -qxF "client_assertion $(cat "$T/fed/token")" "$T/tokend.record"
+check "one token request for both logins (the access token is cached)" [ "$(fed_reqs)" = 1 ]
+rm -rf "$T/cache"
+if mbsync_run XOAUTH2 "$FED_USER"; then
+	pass "mbsync XOAUTH2 syncs INBOX with a federated token"
+else
+	fail "mbsync XOAUTH2 syncs INBOX with a federated token"; cat "$T/mbsync.out"
+fi
+check "Dovecot logged the federated logins" \
+	grep -q "Login: user=<$FED_USER>, method=XOAUTH2" "$T/dovecot/log"
+
+## Rotated between two logins: the kubelet renames a new token into
+## place; the old one's record is gone (refuse_sub), so only a fresh
+## read of the file can log in. (The access token is dropped as if it
+## had expired.)
+fedtoken "$T/fed/token" "$SUBJECT-next"
+tokend_mode "refuse_sub:$SUBJECT"
+rm -rf "$T/cache"
+if imtest_ok "$FED_USER" XOAUTH2; then
+	pass "after rotation, imtest logs in with the new file's token"
+else
+	fail "after rotation, imtest logs in with the new file's token"; cat "$T/imtest.out"
+fi
+check "the stand-in saw the new token's subject" \
+	grep -q "client=$FED_CLIENT result=ok .* sub=$SUBJECT-next\$" "$T/tokend.log"
+check "three federated token requests in all (two logins, one after rotation)" \
+	[ "$(fed_reqs)" = 3 ]
+tokend_mode ""
+
+## What a user meets: each its own sentence.
+n=$(fed_reqs "")
+run missing token missing@contoso.com
+expect missing 78 err "cannot open federated token file $T/fed/missing: No such file or directory: is the token projector" \
+	"a missing file: its sentence, 78"
+fedtoken "$T/fed/open"; chmod 644 "$T/fed/open"
+run open token open@contoso.com
+expect open 78 err "federated token file $T/fed/open is accessible by group or others (mode 0644)" \
+	"a file readable by others is refused, 78"
+fedtoken "$T/fed/expired" "$SUBJECT" --exp-in -600
+run expired token expired@contoso.com
+expect expired 78 err "the federated token in $T/fed/expired expired at " "an expired token: its own sentence"
+expect expired 78 err "is the token projector running?" "which asks for the projector"
+( umask 077; printf 'hunter2\n' > "$T/fed/junk" )
+run junk token junk@contoso.com
+expect junk 78 err "the federated token in $T/fed/junk is not a JWT: it has 1 part, not the three" \
+	"a file that is not a JWT: its sentence"
+check "no request for a file that could not be used" [ "$(fed_reqs "")" = "$n" ]
+check "and no sentence quotes the file" sh -c "! grep -q hunter2 '$O/junk.err'"
+fedtoken "$T/fed/wrongsub" system:serviceaccount:mail:other
+run wrongsub token wrongsub@contoso.com
+expect wrongsub 77 err "AADSTS700213 (no federated credential of the application has the token's subject" \
+	"a subject without a federated credential: AADSTS700213 with its meaning"
+run wrongsubtest test wrongsub@contoso.com --no-login
+expect wrongsubtest 77 out "subject system:serviceaccount:mail:other" \
+	"sasl-oauth2 test decodes the federated token's subject"
+expect wrongsubtest 77 out "add a federated credential" "and says how to fix it"
+for f in "$T/fed/token" "$T/fed/wrongsub" "$T/fed/expired"; do
+	tok=$(cat "$f")
+	check "the federated token of ${f##*/} is in no output, log or cache" sh -c "
+		! grep -rqF -- '$tok' '$O' '$T/dovecot/log' '$T/cache' 2>/dev/null"
+done
+
 ## Clouds: a usgov account whose authority names the stand-in logs in,
 ## with the US Government scope.
 if imtest_ok "$GOV_USER" XOAUTH2; then
@@ -73,13 +149,13 @@ accounts = (
 CONF
 chmod 600 "$T/clouds/conf"
 run clouds -c "$T/clouds/conf" check-config
-expect clouds 0 out "token_url https://login.microsoftonline.com/t/oauth2/v2.0/token  scope https://outlook.office365.com/.default" \
+expect clouds 0 out "token_url https://login.microsoftonline.com/t/oauth2/v2.0/token  scope https://outlook.office365.com/.default  imap outlook.office365.com  smtp smtp.office365.com" \
 	"check-config: cloud global resolved"
-expect clouds 0 out "token_url https://login.microsoftonline.us/t/oauth2/v2.0/token  scope https://outlook.office365.us/.default" \
+expect clouds 0 out "token_url https://login.microsoftonline.us/t/oauth2/v2.0/token  scope https://outlook.office365.us/.default  imap outlook.office365.us  smtp outlook.office365.us" \
 	"check-config: cloud usgov resolved"
-expect clouds 0 out "token_url https://login.microsoftonline.us/t/oauth2/v2.0/token  scope https://outlook-dod.office365.us/.default" \
+expect clouds 0 out "token_url https://login.microsoftonline.us/t/oauth2/v2.0/token  scope https://outlook-dod.office365.us/.default  imap outlook-dod.office365.us  smtp outlook-dod.office365.us" \
 	"check-config: cloud usgov-dod resolved"
-expect clouds 0 out "token_url https://login.partner.microsoftonline.cn/t/oauth2/v2.0/token  scope https://partner.outlook.cn/.default" \
+expect clouds 0 out "token_url https://login.partner.microsoftonline.cn/t/oauth2/v2.0/token  scope https://partner.outlook.cn/.default  imap partner.outlook.cn  smtp smtp.partner.outlook.cn" \
 	"check-config: cloud china resolved"
 
 finish
