@@ -120,10 +120,16 @@ run wrongsubtest test wrongsub@contoso.com --no-login
 expect wrongsubtest 77 out "subject system:serviceaccount:mail:other" \
 	"sasl-oauth2 test decodes the federated token's subject"
 expect wrongsubtest 77 out "add a federated credential" "and says how to fix it"
+run ccfed check-config
+expect ccfed 0 out "WARN  expired@contoso.com  tenant $TENANT  client $FED_CLIENT  federated token file $T/fed/expired" \
+	"check-config: an expired federated token is a WARN (not a broken account)"
+expect ccfed 0 out "the federated token in $T/fed/expired expired at " "with its sentence"
+expect ccfed 0 out "federated token: issuer $ISSUER  subject $SUBJECT-next  audience api://AzureADTokenExchange  expires " \
+	"check-config: a good federated token's issuer, subject, audience and expiry"
 for f in "$T/fed/token" "$T/fed/wrongsub" "$T/fed/expired"; do
 	tok=$(cat "$f")
 	check "the federated token of ${f##*/} is in no output, log or cache" sh -c "
-		! grep -rqF -- '$tok' '$O' '$T/dovecot/log' '$T/cache' 2>/dev/null"
+		! grep -rqF -- '$tok' '$O' '$T/dovecot/log' '$T/cache' '$T/imtest.out' '$T/mbsync.out' 2>/dev/null"
 done
 
 ## Clouds: a usgov account whose authority names the stand-in logs in,

@@ -436,13 +436,14 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 {
 	struct oa2_log quiet = *lg_, *lg = &quiet;
 	struct oa2_config *cfg = NULL;
-	struct oa2_error err;
+	struct oa2_error err, fede;
+	struct oa2_jwt_info fedi;
 	const char **kind = NULL, **file = NULL, **nkind = NULL, **nfile = NULL;
 	char t[64], d[32], why[512], desc[512];
 	const char *problem;
 	time_t now = time(NULL);
 	size_t i;
-	int r, expiring = 0;
+	int r, fed, expiring = 0;
 
 	/* The verdict lines carry the warnings (expiry) unless -v. */
 	if (o->verbose == 0)
@@ -477,6 +478,19 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			continue;
 		}
 		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
+		/* a federated token: what the next request would read */
+		fed = 0;
+		if (a->kind == &oa2_cred_federated) {
+			char *ft = NULL;
+			size_t ftlen = 0;
+
+			fed = oa2_federated_read(oa2_federated_path(a), now,
+			    &ft, &ftlen, &fedi, &fede) == 0 ? 1 : 2;
+			if (ft != NULL)
+				oa2_freezero(ft, ftlen + 1);
+			if (fed == 2)
+				verdict = "WARN";
+		}
 		if (expiry_lines(a, now, a->expiry_warning, 0) > 0 ||
 		    a->next_err.code != 0)
 			verdict = "WARN";
@@ -510,6 +524,13 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 		    a->imap_host, a->smtp_host);
 		if (problem != NULL)
 			printf("      %s\n", problem);
+		if (fed == 2)
+			printf("      %s\n", fede.msg);
+		else if (fed == 1)
+			printf("      federated token: issuer %s  subject %s  "
+			    "audience %s  expires %s\n", fedi.iss, fedi.sub,
+			    fedi.aud, fedi.exp != 0 ? fmt_time(fedi.exp, t,
+			    sizeof(t)) : "never");
 		show_next(a, nkind[i], nfile[i], now);
 		if (expiry_lines(a, now, a->expiry_warning, 1) > 0)
 			printf("      %s\n", a->kind == &oa2_cred_cert ?
