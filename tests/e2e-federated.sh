@@ -132,6 +132,43 @@ for f in "$T/fed/token" "$T/fed/wrongsub" "$T/fed/expired"; do
 		! grep -rqF -- '$tok' '$O' '$T/dovecot/log' '$T/cache' '$T/imtest.out' '$T/mbsync.out' 2>/dev/null"
 done
 
+## The stand-in judges federated tokens as Entra does (hand-made
+## requests): each wrong part gets Entra's code.
+openssl genrsa -out "$T/other.key" 2048 2>/dev/null
+post() { # post ASSERTION: the AADSTS code (or "ok") the stand-in answers
+	"$PYTHON3" - "$TOKEND_PORT" "$T/ca.pem" "$TENANT" "$FED_CLIENT" "$1" <<'PY'
+import json, ssl, sys, urllib.error, urllib.parse, urllib.request
+port, ca, tenant, client, assertion = sys.argv[1:]
+body = urllib.parse.urlencode({
+    "grant_type": "client_credentials", "client_id": client,
+    "scope": "https://outlook.office365.com/.default",
+    "client_assertion_type":
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    "client_assertion": assertion}).encode()
+req = urllib.request.Request(
+    "https://127.0.0.1:%s/%s/oauth2/v2.0/token" % (port, tenant), body,
+    {"Content-Type": "application/x-www-form-urlencoded"})
+try:
+    urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca))
+    print("ok")
+except urllib.error.HTTPError as e:
+    print(json.load(e)["error_codes"][0])
+PY
+}
+mk() { "$PYTHON3" "$here/fedtoken.py" "$@"; }
+check "stand-in: a good federated token is accepted" \
+	[ "$(post "$(mk "$T/fed-issuer.key" "$ISSUER" "$SUBJECT")")" = ok ]
+check "stand-in: another issuer: AADSTS700211" \
+	[ "$(post "$(mk "$T/fed-issuer.key" https://other.test.invalid/ "$SUBJECT")")" = 700211 ]
+check "stand-in: another subject: AADSTS700213" \
+	[ "$(post "$(mk "$T/fed-issuer.key" "$ISSUER" system:serviceaccount:x:y)")" = 700213 ]
+check "stand-in: another audience: AADSTS700212" \
+	[ "$(post "$(mk "$T/fed-issuer.key" "$ISSUER" "$SUBJECT" --aud api://AzureADMyOrg)")" = 700212 ]
+check "stand-in: signed by another key: AADSTS700027" \
+	[ "$(post "$(mk "$T/other.key" "$ISSUER" "$SUBJECT")")" = 700027 ]
+check "stand-in: expired: AADSTS700024" \
+	[ "$(post "$(mk "$T/fed-issuer.key" "$ISSUER" "$SUBJECT" --exp-in -600)")" = 700024 ]
+
 ## Clouds: a usgov account whose authority names the stand-in logs in,
 ## with the US Government scope.
 if imtest_ok "$GOV_USER" XOAUTH2; then

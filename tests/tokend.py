@@ -25,8 +25,8 @@ Federated credentials (workload identity federation): a client may list
 ["api://AzureADTokenExchange"]}], and the config's "federation_issuers"
 maps each issuer I to the PEM file of its public key (standing in for
 the issuer's OIDC discovery document and JWKS). A client_assertion
-whose iss is not the client's own id is judged as Entra judges a
-federated one: a record with its issuer (AADSTS700211), then its
+whose iss is not the client's own id and whose header names no
+certificate thumbprint is judged as Entra judges a federated one: a record with its issuer (AADSTS700211), then its
 subject (700213), then its audience (700212), the signature by the
 issuer's key (RS256 only), then nbf and exp (700024); the control
 mode "refuse_sub:S" refuses a federated token of subject S as if its
@@ -439,12 +439,15 @@ class Entra:
                                   "Invalid client_assertion_type."), \
                     "bad-assertion-type", tenant
             try:
-                iss = json.loads(unb64url(form["client_assertion"].split(
-                    ".")[1])).get("iss")
-            except (ValueError, IndexError, AttributeError):
-                iss = cid
-            if iss != cid:
-                # not the app's own assertion: a federated token
+                parts = form["client_assertion"].split(".")
+                head = json.loads(unb64url(parts[0]))
+                iss = json.loads(unb64url(parts[1])).get("iss")
+                thumb = "x5t" in head or "x5t#S256" in head
+            except (ValueError, IndexError, AttributeError, TypeError):
+                iss, thumb = cid, True
+            if iss != cid and not thumb:
+                # not the app's own assertion (which names its
+                # certificate's thumbprint): a federated token
                 bad, why = self.check_federated(cid, client,
                                                 form["client_assertion"])
                 if bad is not None:
