@@ -1167,7 +1167,8 @@ advise_token(const struct oa2_account *a, const struct oa2_error *err)
 		    "%s)", a->tenant, a->authority);
 		advise(cause, "set tenant to the Directory (tenant) ID or the "
 		    "tenant's .onmicrosoft.com domain; for US Government or "
-		    "China clouds set authority");
+		    "China clouds set cloud = \"usgov\", \"usgov-dod\" or "
+		    "\"china\"");
 		return;
 	case 700027:
 	case 700030:
