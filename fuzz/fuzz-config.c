@@ -170,6 +170,13 @@ check_loaded(struct oa2_config *cfg)
 			fuzz_assert(a->cert != NULL && a->client_secret == NULL &&
 			    (a->assertion_alg == OA2_ALG_PS256 ||
 			    a->assertion_alg == OA2_ALG_RS256));
+		else if (a->kind == &oa2_cred_federated)
+			fuzz_assert(oa2_federated_path(a) != NULL &&
+			    oa2_federated_path(a)[0] == '/' &&
+			    a->client_secret == NULL && a->cert == NULL);
+		/* the cloud's hosts (static strings) for test and tunnel */
+		fuzz_assert(a->imap_host != NULL && a->smtp_host != NULL &&
+		    a->pop_host != NULL);
 		/* rollover: a next credential of the same kind, or its why */
 		if (oa2_account_has_next(a))
 			fuzz_assert(strlen(a->next_cache_key) == 32 &&

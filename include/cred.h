@@ -121,6 +121,20 @@ extern const struct oa2_cred_kind *const oa2_cred_kinds[];
 
 extern const struct oa2_cred_kind oa2_cred_secret;	/* cred-secret.c */
 extern const struct oa2_cred_kind oa2_cred_cert;	/* cred-cert.c */
+extern const struct oa2_cred_kind oa2_cred_federated;	/* cred-federated.c */
+
+/*
+ * The federated token at path, read and checked as a request uses it
+ * (a private file; a JWT; not expired at now): *out (freed with
+ * oa2_freezero(*out, *outlen + 1)) and, if info is not NULL, what it
+ * says about itself. Fails with OA2_ERR_CREDENTIAL and a sentence
+ * naming path and never quoting the token.
+ */
+struct oa2_jwt_info;
+int oa2_federated_read(const char *path, time_t now, char **out,
+    size_t *outlen, struct oa2_jwt_info *info, struct oa2_error *err);
+/* The federated token file of account a; NULL for another source. */
+const char *oa2_federated_path(const struct oa2_account *a);
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);

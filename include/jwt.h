@@ -59,4 +59,30 @@ int oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
     const char *client_id, const char *aud, time_t now, long lifetime,
     char **out, struct oa2_error *err);
 
+/*
+ * What a federated token (a JWT another identity provider issued, such
+ * as a Kubernetes service-account token) says about itself, decoded
+ * without checking its signature (Entra checks it). Strings are
+ * sanitised and may be cut short; "" when absent; aud is the first
+ * audience of a list.
+ */
+struct oa2_jwt_info {
+	char	iss[256];
+	char	sub[256];
+	char	aud[256];
+	time_t	exp;		/* 0: no exp claim */
+	time_t	nbf;		/* 0: no nbf claim */
+};
+
+/*
+ * Decode the header and claims of the compact JWS jwt (len bytes; a
+ * trailing newline is the caller's to strip) into *out. Fails with
+ * OA2_ERR_CREDENTIAL and a short reason ("it has 2 parts, not 3") when
+ * it is not a signed JWT: three base64url parts, a JSON header naming
+ * an alg other than "none", JSON claims, numeric exp and nbf. Never
+ * puts any part of the token in the reason.
+ */
+int oa2_jwt_peek(const char *jwt, size_t len, struct oa2_jwt_info *out,
+    struct oa2_error *err);
+
 #endif

@@ -23,15 +23,44 @@
 
 #define DEFAULT_AUTHORITY	"https://login.microsoftonline.com"
 #define DEFAULT_SCOPE		"https://outlook.office365.com/.default"
-#define DEFAULT_IMAP_HOST	"outlook.office365.com"
-#define DEFAULT_SMTP_HOST	"smtp.office365.com"
 #define DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 #define DEFAULT_CACHE_DIR	"/var/cache/sasl-oauth2"
 #define MAX_CONFIG_SIZE		(1024 * 1024)
 #define MAX_CA_SIZE		(8 * 1024 * 1024)
 
+/*
+ * The national clouds: the key cloud sets authority, scope and the
+ * default hosts of `sasl-oauth2 test` and `tunnel` in one word. The
+ * values and the Microsoft pages they come from are in
+ * sasl-oauth2.conf(5), CLOUDS.
+ */
+struct cloud {
+	const char	*name;
+	const char	*authority;
+	const char	*scope;
+	const char	*imap_host;
+	const char	*smtp_host;
+};
+
+static const struct cloud clouds[] = {
+	{ "global", DEFAULT_AUTHORITY, DEFAULT_SCOPE,
+	    "outlook.office365.com", "smtp.office365.com" },
+	/* GCC High */
+	{ "usgov", "https://login.microsoftonline.us",
+	    "https://outlook.office365.us/.default",
+	    "outlook.office365.us", "outlook.office365.us" },
+	{ "usgov-dod", "https://login.microsoftonline.us",
+	    "https://outlook-dod.office365.us/.default",
+	    "outlook-dod.office365.us", "outlook-dod.office365.us" },
+	/* Office 365 operated by 21Vianet */
+	{ "china", "https://login.partner.microsoftonline.cn",
+	    "https://partner.outlook.cn/.default",
+	    "partner.outlook.cn", "smtp.partner.outlook.cn" },
+};
+
 /* Settings an account inherits from defaults. */
 struct settings {
+	const struct cloud *cloud;
 	const char	*authority;
 	const char	*scope;
 	const char	*ca_file;
@@ -47,7 +76,7 @@ struct settings {
 
 /* The keys each group may hold; anything else is an error. */
 static const char *const setting_keys[] = {
-	"authority", "scope", "ca_file", "cache_dir", "refresh_margin",
+	"cloud", "authority", "scope", "ca_file", "cache_dir", "refresh_margin",
 	"timeout", "failure_backoff", "assertion_alg", "assertion_lifetime",
 	"expiry_warning", NULL
 };
@@ -217,9 +246,29 @@ read_settings(struct oa2_loader *ld, const config_setting_t *g,
     struct settings *st)
 {
 	const config_setting_t *s;
-	const char *alg = NULL;
+	const char *alg = NULL, *cloud = NULL;
+	size_t i;
 	int r;
 
+	/*
+	 * A cloud named here sets authority and scope; an authority or
+	 * scope set in the same group (read next) wins over it, and so
+	 * does one in an account over a cloud in defaults.
+	 */
+	if ((r = get_string(ld, g, "cloud", &cloud)) != 0)
+		return r;
+	if (cloud != NULL) {
+		for (i = 0; i < sizeof(clouds) / sizeof(clouds[0]); i++)
+			if (strcmp(cloud, clouds[i].name) == 0)
+				break;
+		if (i == sizeof(clouds) / sizeof(clouds[0]))
+			return fail(ld, config_setting_get_member(g, "cloud"),
+			    OA2_ERR_CONFIG, "cloud must be \"global\", "
+			    "\"usgov\", \"usgov-dod\" or \"china\"");
+		st->cloud = &clouds[i];
+		st->authority = clouds[i].authority;
+		st->scope = clouds[i].scope;
+	}
 	if ((r = get_string(ld, g, "authority", &st->authority)) != 0 ||
 	    (r = get_string(ld, g, "scope", &st->scope)) != 0 ||
 	    (r = get_string(ld, g, "ca_file", &st->ca_file)) != 0 ||
@@ -920,9 +969,10 @@ load_account(struct oa2_loader *ld, const config_setting_t *g,
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
 	a->expiry_warning = st.expiry_warning * 86400;
-	a->imap_host = DEFAULT_IMAP_HOST;
-	a->pop_host = DEFAULT_IMAP_HOST;	/* Exchange serves both */
-	a->smtp_host = DEFAULT_SMTP_HOST;
+	/* the cloud's hosts; Exchange serves IMAP and POP on one name */
+	a->imap_host = st.cloud->imap_host;
+	a->pop_host = st.cloud->imap_host;
+	a->smtp_host = st.cloud->smtp_host;
 	s = config_setting_get_member(g, "ca_file");
 	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0)
 		return r;
@@ -961,7 +1011,7 @@ load(struct oa2_loader *ld, config_t *lc)
 {
 	struct oa2_config *cfg = ld->cfg;
 	struct settings defaults = {
-		DEFAULT_AUTHORITY, DEFAULT_SCOPE, DEFAULT_CA_FILE,
+		&clouds[0], DEFAULT_AUTHORITY, DEFAULT_SCOPE, DEFAULT_CA_FILE,
 		DEFAULT_CACHE_DIR, 600, 15, 60, OA2_ALG_PS256, 300, 0, 30
 	};
 	static const char *const top_keys[] = {

@@ -6,9 +6,11 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/err.h>
@@ -440,5 +442,122 @@ oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
 	oa2_freezero_str(&s);
 	if (sig != NULL)
 		oa2_freezero(sig, siglen);
+	return r;
+}
+
+/* A JSON string member of o into dst, sanitised; "" when absent. */
+static int
+peek_string(json_t *o, const char *key, char *dst, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	*dst = '\0';
+	if (v == NULL)
+		return 0;
+	if (json_is_array(v))
+		v = json_array_get(v, 0);
+	if (!json_is_string(v))
+		return -1;
+	oa2_sanitize(dst, len, json_string_value(v), json_string_length(v),
+	    len - 1);
+	return 0;
+}
+
+/* A NumericDate member (RFC 7519, 2) into *t; 0 when absent. */
+static int
+peek_time(json_t *o, const char *key, time_t *t)
+{
+	json_t *v = json_object_get(o, key);
+	double d;
+
+	*t = 0;
+	if (v == NULL)
+		return 0;
+	if (!json_is_number(v))
+		return -1;
+	d = json_number_value(v);
+	if (d < 1 || d > 253402300799.0)	/* 9999-12-31 */
+		return -1;
+	*t = (time_t)d;
+	return 0;
+}
+
+int
+oa2_jwt_peek(const char *jwt, size_t len, struct oa2_jwt_info *out,
+    struct oa2_error *err)
+{
+	const char *dot1, *dot2, *alg;
+	unsigned char *hdec = NULL, *cdec = NULL;
+	size_t hlen, clen, i, dots = 0;
+	json_t *head = NULL, *claims = NULL;
+	int d, r = OA2_ERR_CREDENTIAL;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)jwt[i];
+
+		if (ch == '.')
+			dots++;
+		else if (!isalnum(ch) && ch != '-' && ch != '_') {
+			oa2_seterr(err, r, "it holds a character that is not "
+			    "base64url (at byte %zu)", i + 1);
+			goto out;
+		}
+	}
+	if (dots != 2) {
+		oa2_seterr(err, r, "it has %zu part%s, not the three of a "
+		    "signed JWT (header.claims.signature)", dots + 1,
+		    dots == 0 ? "" : "s");
+		goto out;
+	}
+	dot1 = memchr(jwt, '.', len);
+	dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - jwt));
+	if (dot1 == jwt || dot2 == dot1 + 1 || dot2 + 1 == jwt + len) {
+		oa2_seterr(err, r, "one of its three parts is empty (an "
+		    "unsigned token cannot be used)");
+		goto out;
+	}
+	if ((d = oa2_b64url_decode(jwt, (size_t)(dot1 - jwt), &hdec,
+	    &hlen)) == 0)
+		d = oa2_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1),
+		    &cdec, &clen);
+	if (d != 0) {
+		if (d == OA2_ERR_NOMEM) {
+			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		oa2_seterr(err, r, "its header or claims are not base64url");
+		goto out;
+	}
+	if ((head = json_loadb((char *)hdec, hlen, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL || !json_is_object(head) ||
+	    (claims = json_loadb((char *)cdec, clen, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL || !json_is_object(claims)) {
+		oa2_seterr(err, r, "its header or claims are not a JSON "
+		    "object");
+		goto out;
+	}
+	alg = json_string_value(json_object_get(head, "alg"));
+	if (alg == NULL || strcasecmp(alg, "none") == 0) {
+		oa2_seterr(err, r, "its header names no signing algorithm");
+		goto out;
+	}
+	if (peek_string(claims, "iss", out->iss, sizeof(out->iss)) != 0 ||
+	    peek_string(claims, "sub", out->sub, sizeof(out->sub)) != 0 ||
+	    peek_string(claims, "aud", out->aud, sizeof(out->aud)) != 0 ||
+	    peek_time(claims, "exp", &out->exp) != 0 ||
+	    peek_time(claims, "nbf", &out->nbf) != 0) {
+		oa2_seterr(err, r, "its iss, sub, aud, exp or nbf claim has "
+		    "the wrong type");
+		goto out;
+	}
+	r = OA2_OK;
+ out:
+	json_decref(head);
+	json_decref(claims);
+	if (hdec != NULL)
+		oa2_freezero(hdec, hlen);
+	if (cdec != NULL)
+		oa2_freezero(cdec, clen);
 	return r;
 }

@@ -64,7 +64,8 @@ static const struct {
 	{ 700027, "the assertion's signature or certificate thumbprint is "
 	    "not known to the application: upload the certificate" },
 	{ 700024, "the assertion is not within its valid time range: check "
-	    "the clock" },
+	    "the clock (and, for a federated token, that its file is "
+	    "refreshed)" },
 	{ 700023, "the scope, or the assertion's audience, is not valid "
 	    "for this token endpoint" },
 	{ 700030, "the certificate is not authorized for this application" },
@@ -79,6 +80,27 @@ static const struct {
 	    "authority" },
 	{ 9001023, "this grant cannot use the /common or /consumers "
 	    "endpoint: name the tenant" },
+	/*
+	 * Federated credentials (workload identity federation): from
+	 * Microsoft's "Important considerations and restrictions for
+	 * federated identity credentials" (70021) and the Azure DevOps
+	 * workload identity troubleshooting table (the others), both on
+	 * learn.microsoft.com; 700212's words are those Entra itself sends.
+	 */
+	{ 70021, "no federated credential of the application matches the "
+	    "token's issuer, subject and audience (or one added minutes ago "
+	    "has not reached every server yet)" },
+	{ 700211, "no federated credential of the application has the "
+	    "token's issuer" },
+	{ 700212, "no federated credential of the application has the "
+	    "token's audience (use api://AzureADTokenExchange)" },
+	{ 700213, "no federated credential of the application has the "
+	    "token's subject (compared exactly, case included)" },
+	{ 70025, "the application has no federated credentials" },
+	{ 700223, "workload identity federation is constrained or disabled "
+	    "in this tenant" },
+	{ 700238, "the tenant does not allow this issuer to use workload "
+	    "identity federation" },
 	{ 90024, "Entra is overloaded: try again" },
 	{ 90055, "too many requests for this tenant: try again later" },
 };

@@ -162,7 +162,7 @@ start_tokend() {
 	make_issuer
 	[ -f "$T/app.crt" ] || make_client_cert
 	cat > "$T/tokend.json" <<JSON
-{ "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599}, "record": "$T/tokend.record",
+{ "issuer_key": "$T/issuer.key", "kid": "k1", "lifetime": ${TOKEN_LIFETIME:-3599}, "record": "$T/tokend.record",${TOKEND_EXTRA:-}
   "tenants": { "$TENANT": { "id": "$TENANT_ID", "domain": "contoso.com" },
                "$TENANT_ID": { "id": "$TENANT_ID", "domain": "contoso.com" } },
   "clients": {

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "cred.h"
+#include "jwt.h"
 #include "secret.h"
 #include "tap.h"
 
@@ -241,6 +243,222 @@ rollover(void)
 	is_str(oa2_account_cred_name(a, 1), "the current client secret",
 	    "which is called the current one");
 	oa2_config_free(&cfg);
+}
+
+/*
+ * Issue 12, item 3: cloud sets authority and scope in one word (the
+ * token URL, and so a certificate assertion's aud, follows); an
+ * authority or scope set beside it, or in an account over a cloud in
+ * defaults, wins; an unknown cloud breaks the account or the file.
+ */
+static void
+clouds(void)
+{
+	static const struct {
+		const char *cloud, *url, *scope;
+	} want[] = {
+		{ "global", "https://login.microsoftonline.com/t/oauth2/v2.0/"
+		    "token", "https://outlook.office365.com/.default" },
+		{ "usgov", "https://login.microsoftonline.us/t/oauth2/v2.0/"
+		    "token", "https://outlook.office365.us/.default" },
+		{ "usgov-dod", "https://login.microsoftonline.us/t/oauth2/v2.0/"
+		    "token", "https://outlook-dod.office365.us/.default" },
+		{ "china", "https://login.partner.microsoftonline.cn/t/oauth2/"
+		    "v2.0/token", "https://partner.outlook.cn/.default" },
+	};
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a;
+	struct oa2_error err;
+	char text[2048], name[80];
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		snprintf(text, sizeof(text), HEAD "accounts = ( { match = "
+		    "\"*\"; cloud = \"%s\"; tenant = \"t\"; client_id = "
+		    "\"c\"; client_secret_file = \"@S@\"; } );\n",
+		    want[i].cloud);
+		write_conf(text, 0600);
+		snprintf(name, sizeof(name), "cloud %s: the token URL",
+		    want[i].cloud);
+		if (oa2_config_load(conf, NULL, &cfg, &err) != 0 ||
+		    cfg->nbroken != 0) {
+			ok(0, name);
+			printf("#   %s\n", err.msg);
+			oa2_config_free(&cfg);
+			continue;
+		}
+		is_str(cfg->accounts[0].token_url, want[i].url, name);
+		snprintf(name, sizeof(name), "cloud %s: the scope",
+		    want[i].cloud);
+		is_str(cfg->accounts[0].scope, want[i].scope, name);
+		oa2_config_free(&cfg);
+	}
+	write_conf("version = 1;\ndefaults = { ca_file = \"@CA@\"; "
+	    "cache_dir = \"\"; cloud = \"china\"; };\naccounts = (\n"
+	    "{ match = \"a@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; },\n"
+	    "{ match = \"d@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; cloud = \"usgov\";"
+	    " authority = \"https://127.0.0.1:4443/\"; },\n"
+	    "{ match = \"e@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_secret_file = \"@S@\"; scope = \"https://x/.default\"; }"
+	    " );\n", 0600);
+	if (oa2_config_load(conf, NULL, &cfg, &err) != 0) {
+		ok(0, "clouds in defaults and accounts load");
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	a = &cfg->accounts[0];
+	ok(strcmp(a->token_url, "https://login.partner.microsoftonline.cn/t/"
+	    "oauth2/v2.0/token") == 0 && strcmp(a->scope,
+	    "https://partner.outlook.cn/.default") == 0,
+	    "a cloud in defaults is inherited");
+	a = &cfg->accounts[1];
+	ok(strcmp(a->token_url, "https://127.0.0.1:4443/t/oauth2/v2.0/token")
+	    == 0 && strcmp(a->scope, "https://outlook.office365.us/.default")
+	    == 0, "an authority beside cloud wins; the cloud's scope stays");
+	a = &cfg->accounts[2];
+	ok(strcmp(a->token_url, "https://login.partner.microsoftonline.cn/t/"
+	    "oauth2/v2.0/token") == 0 && strcmp(a->scope,
+	    "https://x/.default") == 0,
+	    "an account's scope wins over the cloud of defaults");
+	oa2_config_free(&cfg);
+	write_conf(HEAD "accounts = ( { match = \"*\"; tenant = \"t\";\n"
+	    " client_id = \"c\"; cloud = \"germany\";"
+	    " client_secret_file = \"@S@\"; } );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "an unknown cloud breaks the account");
+	if (cfg != NULL)
+		has_str(cfg->accounts[0].load_err.msg, ":4: cloud must be "
+		    "\"global\", \"usgov\", \"usgov-dod\" or \"china\"",
+		    "with a sentence naming the four");
+	oa2_config_free(&cfg);
+	write_conf("version = 1;\ndefaults = { cloud = 1; };\naccounts = ( "
+	    ACCT("*") " );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == OA2_ERR_CONFIG,
+	    "a cloud that is not a string in defaults fails the file");
+	has_str(err.msg, ":2: cloud must be a string", "and says so");
+	oa2_config_free(&cfg);
+}
+
+/*
+ * Issue 12, item 1: client_assertion_file loads without reading the
+ * file (read on every request), with tenant and client_id and no other
+ * credential; its cache key names the path, not the token; a request
+ * reads the file afresh, refuses one that is not private, not a JWT or
+ * expired, and sends it as a client assertion.
+ */
+static void
+federated(void)
+{
+	static const char jwt[] = "eyJhbGciOiJSUzI1NiJ9."
+	    /* {"iss":"https://i/","sub":"s","aud":"api://AzureADTokenExchange","exp":2000000000} */
+	    "eyJpc3MiOiJodHRwczovL2kvIiwic3ViIjoicyIsImF1ZCI6ImFwaTovL0F6dXJl"
+	    "QURUb2tlbkV4Y2hhbmdlIiwiZXhwIjoyMDAwMDAwMDAwfQ.c2ln";
+	struct oa2_config *cfg = NULL;
+	struct oa2_account *a, *b;
+	struct oa2_grant g;
+	struct oa2_error err;
+	struct oa2_jwt_info info;
+	char text[2048], tok[300], tok2[300], *t = NULL;
+	size_t len;
+
+	snprintf(tok, sizeof(tok), "%s/fed.token", dir);
+	snprintf(tok2, sizeof(tok2), "%s/fed2.token", dir);
+	snprintf(text, sizeof(text), HEAD "accounts = (\n"
+	    "{ match = \"a@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_assertion_file = \"%s\"; },\n"
+	    "{ match = \"d@b.c\"; tenant = \"t\"; client_id = \"c\";"
+	    " client_assertion_file = \"%s\"; } );\n", tok, tok2);
+	write_conf(text, 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 0,
+	    "federated: loads while the token file does not exist yet");
+	if (cfg == NULL) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	a = &cfg->accounts[0];
+	b = &cfg->accounts[1];
+	ok(a->kind == &oa2_cred_federated && strlen(a->cache_key) == 32 &&
+	    strcmp(a->cache_key, b->cache_key) != 0,
+	    "federated: the cache key names the file's path");
+	is_str(oa2_federated_path(a), tok, "federated: the path is kept");
+	memset(&g, 0, sizeof(g));
+	ok(a->kind->grant(a, NULL, 1900000000, &g, &err) ==
+	    OA2_ERR_CREDENTIAL && g.form == NULL, "federated: no file, no "
+	    "request");
+	has_str(err.msg, "cannot open federated token file", "its sentence");
+	has_str(err.msg, "is the token projector", "asks for the projector");
+	put(tok, jwt, 0644);
+	ok(a->kind->grant(a, NULL, 1900000000, &g, &err) ==
+	    OA2_ERR_CREDENTIAL, "federated: a file others may read is "
+	    "refused");
+	has_str(err.msg, "is accessible by group or others", "its sentence");
+	put(tok, "not a token\n", 0600);
+	ok(a->kind->grant(a, NULL, 1900000000, &g, &err) ==
+	    OA2_ERR_CREDENTIAL, "federated: not a JWT");
+	has_str(err.msg, "the federated token in ", "its sentence");
+	has_str(err.msg, "is not a JWT: it holds a character", "and reason");
+	put(tok, jwt, 0600);
+	ok(a->kind->grant(a, NULL, 2000000000, &g, &err) ==
+	    OA2_ERR_CREDENTIAL, "federated: expired at exp");
+	has_str(err.msg, "expired at 2033-05-18 03:33:20 UTC: is the token "
+	    "projector running?", "its sentence, with the time");
+	snprintf(text, sizeof(text), "%s\n", jwt);
+	put(tok, text, 0600);
+	ok(a->kind->grant(a, NULL, 1900000000, &g, &err) == 0 &&
+	    g.form != NULL, "federated: a good token gives a form");
+	has_str(g.form, "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+	    "client-assertion-type%3Ajwt-bearer", "the assertion type");
+	snprintf(text, sizeof(text), "&client_assertion=%s", jwt);
+	ok(g.form != NULL && strlen(g.form) >= strlen(text) &&
+	    strcmp(g.form + strlen(g.form) - strlen(text), text) == 0,
+	    "the token as it is, without its newline");
+	has_str(g.form, "grant_type=client_credentials&client_id=c&",
+	    "in the client-credentials grant");
+	oa2_grant_clear(&g);
+	ok(oa2_federated_read(tok, 1900000000, &t, &len, &info, &err) == 0 &&
+	    len == strlen(jwt) && strcmp(info.sub, "s") == 0 &&
+	    info.exp == 2000000000, "oa2_federated_read: token and claims");
+	if (t != NULL)
+		oa2_freezero(t, len + 1);
+	oa2_config_free(&cfg);
+
+	/* what the account may not hold */
+	snprintf(text, sizeof(text), HEAD "accounts = ( { match = \"*\";"
+	    " client_id = \"c\";\n client_assertion_file = \"%s\"; } );\n",
+	    tok);
+	write_conf(text, 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "federated: no tenant breaks the account");
+	if (cfg != NULL)
+		has_str(cfg->accounts[0].load_err.msg, "has no tenant",
+		    "and says so");
+	oa2_config_free(&cfg);
+	snprintf(text, sizeof(text), HEAD "accounts = ( { match = \"*\";"
+	    " tenant = \"t\"; client_id = \"c\";\n client_assertion_file ="
+	    " \"%s\"; client_secret_file = \"@S@\"; } );\n", tok);
+	write_conf(text, 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "federated and a secret: the account is broken");
+	oa2_config_free(&cfg);
+	write_conf(HEAD "accounts = ( { match = \"*\"; tenant = \"t\";"
+	    " client_id = \"c\";\n client_assertion_file = \"token\"; } );\n",
+	    0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "federated: a relative path breaks the account");
+	if (cfg != NULL)
+		has_str(cfg->accounts[0].load_err.msg, ":4: "
+		    "client_assertion_file must be an absolute path",
+		    "with file:line");
+	oa2_config_free(&cfg);
+	write_conf(HEAD "accounts = ( { match = \"*\"; tenant = \"t\";"
+	    " client_id = \"c\";\n client_assertion_file = \"/x\";"
+	    " next_client_secret = \"n\"; } );\n", 0600);
+	ok(oa2_config_load(conf, NULL, &cfg, &err) == 0 && cfg->nbroken == 1,
+	    "federated: no next_* (nothing to roll over)");
+	oa2_config_free(&cfg);
+	unlink(tok);
 }
 
 /*
@@ -874,6 +1092,8 @@ main(void)
 
 	have_openssl = sh("openssl version > /dev/null 2>&1");
 	rollover();
+	clouds();
+	federated();
 	one_bad_account();
 	broken_kinds(have_openssl);
 	cert_buffer_wiped(have_openssl);

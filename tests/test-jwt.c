@@ -20,6 +20,7 @@
 #include "jwt.h"
 #include "secret.h"
 #include "tap.h"
+#include "wire.h"
 
 static char dir[] = "/tmp/oa2-jwt-XXXXXX";
 static char logged[1024];
@@ -527,6 +528,102 @@ test_refusals(void)
 	oa2_cert_free(&c);
 }
 
+/*
+ * Issue 12: a federated token's claims, read without checking its
+ * signature; what is not a signed JWT is refused with a reason that
+ * quotes none of it.
+ */
+static char *
+mkjwt(const char *head, const char *claims, const char *sig)
+{
+	char *h = oa2_b64url_encode(head, strlen(head));
+	char *c = oa2_b64url_encode(claims, strlen(claims));
+	char *out;
+
+	if (h == NULL || c == NULL || asprintf(&out, "%s.%s.%s", h, c,
+	    sig) == -1)
+		abort();
+	free(h);
+	free(c);
+	return out;
+}
+
+static void
+test_peek(void)
+{
+	static const struct {
+		const char *head, *claims, *sig, *want;
+	} bad[] = {
+		{ "{\"alg\":\"none\"}", "{}", "c2ln", "names no signing "
+		    "algorithm" },
+		{ "{\"typ\":\"JWT\"}", "{}", "c2ln", "names no signing" },
+		{ "[1]", "{}", "c2ln", "not a JSON object" },
+		{ "{\"alg\":\"RS256\"}", "\"text\"", "c2ln",
+		    "not a JSON object" },
+		{ "{\"alg\":\"RS256\"}", "{\"exp\":\"soon\"}", "c2ln",
+		    "has the wrong type" },
+		{ "{\"alg\":\"RS256\"}", "{\"sub\":5}", "c2ln",
+		    "has the wrong type" },
+		{ "{\"alg\":\"RS256\"}", "{\"exp\":1,\"exp\":2}", "c2ln",
+		    "not a JSON object" },
+		{ "{\"alg\":\"RS256\"}", "{}", "", "is empty" },
+	};
+	static const struct {
+		const char *text, *want;
+	} junk[] = {
+		{ "just-a-password", "has 1 part, not the three" },
+		{ "a.b", "has 2 parts" },
+		{ "a.b.c.d.e", "has 5 parts" },
+		{ "eyJh bGc.eyJ.c2ln", "not base64url (at byte 5)" },
+		{ "-----BEGIN CERTIFICATE-----", "not base64url (at byte 11)" },
+		{ "!!!!.eyJ9.c2ln", "not base64url" },
+		{ "a.b.c", "not base64url" },
+	};
+	struct oa2_jwt_info info;
+	struct oa2_error err;
+	char *t, name[200];
+	size_t i;
+
+	t = mkjwt("{\"alg\":\"RS256\",\"kid\":\"k\"}",
+	    "{\"iss\":\"https://oidc.example/abc/\",\"sub\":"
+	    "\"system:serviceaccount:mail:postfix\",\"aud\":"
+	    "[\"api://AzureADTokenExchange\",\"x\"],\"exp\":2000000000,"
+	    "\"nbf\":1999996400,\"iat\":1999996400}", "c2lnbmF0dXJl");
+	ok(oa2_jwt_peek(t, strlen(t), &info, &err) == 0,
+	    "peek: a Kubernetes-style token decodes");
+	is_str(info.iss, "https://oidc.example/abc/", "peek: iss");
+	is_str(info.sub, "system:serviceaccount:mail:postfix", "peek: sub");
+	is_str(info.aud, "api://AzureADTokenExchange",
+	    "peek: the first audience of a list");
+	ok(info.exp == 2000000000 && info.nbf == 1999996400,
+	    "peek: exp and nbf");
+	free(t);
+	t = mkjwt("{\"alg\":\"ES256\"}", "{\"aud\":\"a\\u0001b\","
+	    "\"exp\":1.5e9}", "c2ln");
+	ok(oa2_jwt_peek(t, strlen(t), &info, &err) == 0 && info.exp ==
+	    1500000000 && info.iss[0] == '\0' && info.nbf == 0,
+	    "peek: absent claims are empty, a fractional exp is read");
+	ok(strchr(info.aud, '\x01') == NULL, "peek: claims are sanitised");
+	free(t);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = mkjwt(bad[i].head, bad[i].claims, bad[i].sig);
+		snprintf(name, sizeof(name), "peek refuses: %s", bad[i].want);
+		ok(oa2_jwt_peek(t, strlen(t), &info, &err) ==
+		    OA2_ERR_CREDENTIAL, name);
+		has_str(err.msg, bad[i].want, "with its reason");
+		free(t);
+	}
+	for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		snprintf(name, sizeof(name), "peek refuses \"%s\"",
+		    junk[i].text);
+		ok(oa2_jwt_peek(junk[i].text, strlen(junk[i].text), &info,
+		    &err) == OA2_ERR_CREDENTIAL, name);
+		has_str(err.msg, junk[i].want, "with its reason");
+		ok(strstr(err.msg, junk[i].text) == NULL,
+		    "and none of the text");
+	}
+}
+
 int
 main(void)
 {
@@ -573,6 +670,7 @@ main(void)
 	test_assertions();
 	test_formats();
 	test_refusals();
+	test_peek();
 	EVP_PKEY_free(key);
 	EVP_PKEY_free(other);
 	EVP_PKEY_free(small);

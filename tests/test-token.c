@@ -135,7 +135,17 @@ static const struct parse_case parse_cases[] = {
 	    "certificate thumbprint", NULL },
 	{ "700024 clock", 400, "700024.json", NULL, OA2_ERR_DENIED,
 	    "AADSTS700024 (the assertion is not within its valid time range: "
-	    "check the clock)", NULL },
+	    "check the clock", NULL },
+	{ "700213 federated subject", 400, NULL,
+	    "{\"error\":\"invalid_request\",\"error_description\":"
+	    "\"AADSTS700213: No matching federated identity record found for "
+	    "presented assertion subject 'system:serviceaccount:mail:x'.\\r\\n"
+	    "Trace ID: x\",\"error_codes\":[700213]}", OA2_ERR_DENIED,
+	    "invalid_request: AADSTS700213 (no federated credential of the "
+	    "application has the token's subject (compared exactly, case "
+	    "included)): No matching federated identity record found for "
+	    "presented assertion subject 'system:serviceaccount:mail:x'.",
+	    NULL },
 	{ "9001023 /common", 400, "9001023.json", NULL, OA2_ERR_DENIED,
 	    "AADSTS9001023 (this grant cannot use the /common", NULL },
 	{ "7000218 no credential", 401, "7000218.json", NULL,
@@ -349,7 +359,7 @@ test_meaning_copy(void)
 {
 	static const long known[] = { 7000215, 7000222, 700016, 90002,
 	    700027, 700024, 7000218, 9001023, 1002012, 70011, 500011,
-	    7000112 };
+	    7000112, 70021, 700211, 700212, 700213, 70025, 700223 };
 	struct oa2_token a = { NULL, 0 }, b = { NULL, 0 };
 	size_t i;
 	int all = 1;

@@ -19,6 +19,19 @@ hours ahead (AADSTS700024). With "count", the fault applies to the next N
 well-formed token requests only (counted per content of the control
 file), then the endpoint behaves normally again: "503:1" with count 1 is
 one transient failure followed by success.
+
+Federated credentials (workload identity federation): a client may list
+"federated": [{"issuer": I, "subject": S, "audiences":
+["api://AzureADTokenExchange"]}], and the config's "federation_issuers"
+maps each issuer I to the PEM file of its public key (standing in for
+the issuer's OIDC discovery document and JWKS). A client_assertion
+whose iss is not the client's own id and whose header names no
+certificate thumbprint is judged as Entra judges a federated one: a record with its issuer (AADSTS700211), then its
+subject (700213), then its audience (700212), the signature by the
+issuer's key (RS256 only), then nbf and exp (700024); the control
+mode "refuse_sub:S" refuses a federated token of subject S as if its
+record had been deleted (700213). "scope" may be a
+list of the scopes accepted (a national cloud's, for the cloud tests).
 """
 
 import argparse
@@ -66,6 +79,12 @@ class Entra:
             self.issuer = serialization.load_pem_private_key(f.read(), None)
         self.wrong = rsa.generate_private_key(public_exponent=65537,
                                               key_size=2048)
+        # the public keys of the issuers of federated tokens
+        self.fed_keys = {}
+        for iss, path in conf.get("federation_issuers", {}).items():
+            with open(path, "rb") as f:
+                self.fed_keys[iss] = serialization.load_pem_public_key(
+                    f.read())
         # thumbprints of every client's registered certificates
         self.certs = {}
         for cid, client in conf["clients"].items():
@@ -201,6 +220,76 @@ class Entra:
                                   "is missing or was used before.]")
             self.jtis.add(jti)
         return None
+
+    def check_federated(self, cid, client, assertion):
+        """None when the federated token is good, else an error answer
+        and a short reason for the log."""
+        try:
+            head_b64, claims_b64, sig_b64 = assertion.split(".")
+            head = json.loads(unb64url(head_b64))
+            claims = json.loads(unb64url(claims_b64))
+            sig = unb64url(sig_b64)
+            if not isinstance(head, dict) or not isinstance(claims, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return self.error(400, "invalid_request", 50027,
+                              "JWT token is invalid or malformed."), \
+                "malformed"
+        records = client.get("federated", [])
+        if not records:
+            return self.error(400, "invalid_client", 70025,
+                              "The client '%s' has no configured "
+                              "federated identity credentials." % cid), \
+                "no-federated-credentials"
+        iss, sub, aud = claims.get("iss"), claims.get("sub"), \
+            claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        records = [r for r in records if r["issuer"] == iss]
+        if not records:
+            return self.error(400, "invalid_request", 700211,
+                              "No matching federated identity record "
+                              "found for presented assertion issuer '%s'."
+                              % iss), "wrong-issuer"
+        if self.peek() == "refuse_sub:%s" % sub:
+            records = []
+        records = [r for r in records if r["subject"] == sub]
+        if not records:
+            return self.error(400, "invalid_request", 700213,
+                              "No matching federated identity record "
+                              "found for presented assertion subject '%s'."
+                              % sub), "wrong-subject"
+        if not any(a in r["audiences"] for r in records for a in auds):
+            return self.error(400, "invalid_request", 700212,
+                              "No matching federated identity record "
+                              "found for presented assertion audience "
+                              "'%s'." % ", ".join(map(str, auds))), \
+                "wrong-audience"
+        key = self.fed_keys.get(iss)
+        try:
+            if head.get("alg") != "RS256" or key is None:
+                raise InvalidSignature()
+            key.verify(sig, (head_b64 + "." + claims_b64).encode(),
+                       padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return self.error(401, "invalid_client", 700027,
+                              "Client assertion failed signature "
+                              "validation."), "bad-signature"
+        now = time.time()
+        nbf, exp = claims.get("nbf", claims.get("iat")), claims.get("exp")
+        if (not isinstance(exp, int) or exp < now - SKEW or
+                (nbf is not None and (not isinstance(nbf, int) or
+                                      nbf > now + SKEW))):
+            return self.error(400, "invalid_client", 700024,
+                              "Client assertion is not within its valid "
+                              "time range. Current time: %s, expiry time "
+                              "of assertion %s." % (
+                                  time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                time.gmtime(now)),
+                                  time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                time.gmtime(exp))
+                                  if isinstance(exp, int) else "-")), \
+                "expired"
+        return None, "ok"
 
     def issue(self, tenant, cid, mode):
         conf = self.conf
@@ -349,24 +438,45 @@ class Entra:
                 return self.error(400, "invalid_request", 50027,
                                   "Invalid client_assertion_type."), \
                     "bad-assertion-type", tenant
-            bad = self.check_assertion(cid, token_url,
-                                       form["client_assertion"], seen)
-            if bad is not None:
-                return bad, "bad-assertion-%s" % \
-                    bad[1]["error_codes"][0], tenant
-            seen["credential"] = json.loads(unb64url(
-                form["client_assertion"].split(".")[0]))["alg"]
+            try:
+                parts = form["client_assertion"].split(".")
+                head = json.loads(unb64url(parts[0]))
+                iss = json.loads(unb64url(parts[1])).get("iss")
+                thumb = "x5t" in head or "x5t#S256" in head
+            except (ValueError, IndexError, AttributeError, TypeError):
+                iss, thumb = cid, True
+            if iss != cid and not thumb:
+                # not the app's own assertion (which names its
+                # certificate's thumbprint): a federated token
+                bad, why = self.check_federated(cid, client,
+                                                form["client_assertion"])
+                if bad is not None:
+                    return bad, "federated-" + why, tenant
+                seen["credential"] = "federated"
+                seen["sub"] = json.loads(unb64url(form[
+                    "client_assertion"].split(".")[1])).get("sub")
+            else:
+                bad = self.check_assertion(cid, token_url,
+                                           form["client_assertion"], seen)
+                if bad is not None:
+                    return bad, "bad-assertion-%s" % \
+                        bad[1]["error_codes"][0], tenant
+                seen["credential"] = json.loads(unb64url(
+                    form["client_assertion"].split(".")[0]))["alg"]
         else:
             return self.error(401, "invalid_client", 7000218,
                               "The request body must contain the following "
                               "parameter: 'client_assertion' or "
                               "'client_secret'."), "no-credential", tenant
-        if form.get("scope") != self.conf.get(
-                "scope", "https://outlook.office365.com/.default"):
+        scopes = self.conf.get("scope",
+                               "https://outlook.office365.com/.default")
+        if form.get("scope") not in (scopes if isinstance(scopes, list)
+                                     else [scopes]):
             return self.error(400, "invalid_scope", 1002012,
                               "The provided value for scope %s is not "
                               "valid." % form.get("scope")), \
                 "bad-scope", tenant
+        seen["scope"] = form.get("scope")
         return None, cid, tenant
 
 
@@ -444,8 +554,10 @@ def make_handler(entra, port):
                 return self.send(200, b"{\"x\":\"" + b"A" * (8 << 20) +
                                  b"\"}")
             status, answer = entra.issue(tenant, cid, mode)
-            entra.log(tenant, cid, "ok credential=%s n=%d" % (
-                seen.get("credential", "secret"), seen.get("n", 1)))
+            entra.log(tenant, cid, "ok credential=%s n=%d scope=%s%s" % (
+                seen.get("credential", "secret"), seen.get("n", 1),
+                seen.get("scope"), " sub=%s" % seen["sub"]
+                if "sub" in seen else ""))
             self.send(status, answer)
     return Handler
 

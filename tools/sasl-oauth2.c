@@ -436,13 +436,14 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 {
 	struct oa2_log quiet = *lg_, *lg = &quiet;
 	struct oa2_config *cfg = NULL;
-	struct oa2_error err;
+	struct oa2_error err, fede;
+	struct oa2_jwt_info fedi;
 	const char **kind = NULL, **file = NULL, **nkind = NULL, **nfile = NULL;
 	char t[64], d[32], why[512], desc[512];
 	const char *problem;
 	time_t now = time(NULL);
 	size_t i;
-	int r, expiring = 0;
+	int r, fed, expiring = 0;
 
 	/* The verdict lines carry the warnings (expiry) unless -v. */
 	if (o->verbose == 0)
@@ -477,6 +478,19 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			continue;
 		}
 		problem = cache_dir_problem(a->cache_dir, why, sizeof(why));
+		/* a federated token: what the next request would read */
+		fed = 0;
+		if (a->kind == &oa2_cred_federated) {
+			char *ft = NULL;
+			size_t ftlen = 0;
+
+			fed = oa2_federated_read(oa2_federated_path(a), now,
+			    &ft, &ftlen, &fedi, &fede) == 0 ? 1 : 2;
+			if (ft != NULL)
+				oa2_freezero(ft, ftlen + 1);
+			if (fed == 2)
+				verdict = "WARN";
+		}
 		if (expiry_lines(a, now, a->expiry_warning, 0) > 0 ||
 		    a->next_err.code != 0)
 			verdict = "WARN";
@@ -505,10 +519,18 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			    sizeof(t)), fmt_duration((long)(oa2_cert_not_after(
 			    a->cert) - now), d, sizeof(d)));
 		}
-		printf("  token_url %s\n", a->token_url != NULL ?
-		    a->token_url : "(none)");
+		printf("  token_url %s  scope %s  imap %s  smtp %s\n",
+		    a->token_url != NULL ? a->token_url : "(none)", a->scope,
+		    a->imap_host, a->smtp_host);
 		if (problem != NULL)
 			printf("      %s\n", problem);
+		if (fed == 2)
+			printf("      %s\n", fede.msg);
+		else if (fed == 1)
+			printf("      federated token: issuer %s  subject %s  "
+			    "audience %s  expires %s\n", fedi.iss, fedi.sub,
+			    fedi.aud, fedi.exp != 0 ? fmt_time(fedi.exp, t,
+			    sizeof(t)) : "never");
 		show_next(a, nkind[i], nfile[i], now);
 		if (expiry_lines(a, now, a->expiry_warning, 1) > 0)
 			printf("      %s\n", a->kind == &oa2_cred_cert ?
@@ -1052,12 +1074,74 @@ aadsts_code(const char *msg)
 	return strtol(p + 6, NULL, 10);
 }
 
+/*
+ * What `test` read from a federated token file (iss, sub, aud), for
+ * the fix of a federated refusal; iss[0] is '\0' when nothing was read.
+ */
+static struct oa2_jwt_info fed_seen;
+
+/* The advice for the AADSTS codes of federated credentials; 1 if given. */
+static int
+advise_federated(const struct oa2_account *a, long code)
+{
+	char cause[700], fix[1200];
+
+	if (a->kind != &oa2_cred_federated)
+		return 0;
+	snprintf(fix, sizeof(fix), "in the app registration %s, "
+	    "Certificates & secrets, Federated credentials: add a federated "
+	    "credential with issuer %s, subject %s and audience %s (compared "
+	    "exactly); a new one takes a few minutes to apply",
+	    a->client_id, fed_seen.iss[0] != '\0' ? fed_seen.iss :
+	    "(the token's iss)", fed_seen.sub[0] != '\0' ? fed_seen.sub :
+	    "(the token's sub)", "api://AzureADTokenExchange");
+	switch (code) {
+	case 70021:
+	case 700211:
+	case 700212:
+	case 700213:
+		snprintf(cause, sizeof(cause), "no federated credential of the "
+		    "application matches the token's %s", code == 700211 ?
+		    "issuer" : code == 700212 ? "audience (the token "
+		    "projector must ask for api://AzureADTokenExchange)" :
+		    code == 700213 ? "subject" : "issuer, subject and "
+		    "audience");
+		advise(cause, fix);
+		return 1;
+	case 70025:
+		advise("the application has no federated credentials", fix);
+		return 1;
+	case 700024:
+		advise("Entra finds the federated token expired or not yet "
+		    "valid", "check the clock of this host and that the "
+		    "token projector refreshes the file");
+		return 1;
+	case 700027:
+		advise("Entra cannot verify the federated token's signature "
+		    "with the keys its issuer publishes", "check that the "
+		    "issuer's /.well-known/openid-configuration and keys are "
+		    "reachable from the Internet and that the file holds "
+		    "that issuer's token");
+		return 1;
+	case 700223:
+	case 700238:
+		advise("workload identity federation is restricted in this "
+		    "tenant", "ask the tenant's administrator to allow this "
+		    "issuer for workload identity federation");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void
 advise_token(const struct oa2_account *a, const struct oa2_error *err)
 {
 	long code = aadsts_code(err->msg);
 	char cause[512], fix[512];
 
+	if (advise_federated(a, code))
+		return;
 	switch (code) {
 	case 7000215:
 		advise("the client secret is wrong (often the secret's ID was "
@@ -1083,7 +1167,8 @@ advise_token(const struct oa2_account *a, const struct oa2_error *err)
 		    "%s)", a->tenant, a->authority);
 		advise(cause, "set tenant to the Directory (tenant) ID or the "
 		    "tenant's .onmicrosoft.com domain; for US Government or "
-		    "China clouds set authority");
+		    "China clouds set cloud = \"usgov\", \"usgov-dod\" or "
+		    "\"china\"");
 		return;
 	case 700027:
 	case 700030:
@@ -1744,7 +1829,39 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 			    &eps[i]);
 
 	/* 2. the credential (loaded and checked with the config) */
-	if (a->kind == &oa2_cred_secret)
+	if (a->kind == &oa2_cred_federated) {
+		char *ft = NULL;
+		size_t ftlen = 0;
+
+		a->kind->describe(a, fix, sizeof(fix));
+		step("OK", "credential: %s for client %s, tenant %s", fix,
+		    a->client_id, a->tenant);
+		r = oa2_federated_read(oa2_federated_path(a), time(NULL), &ft,
+		    &ftlen, &fed_seen, &err);
+		if (ft != NULL)
+			oa2_freezero(ft, ftlen + 1);
+		if (r != 0) {
+			step("FAIL", "federated token: %s", err.msg);
+			advise(fed_seen.iss[0] != '\0' ? "the token projector "
+			    "has stopped refreshing the file" : NULL,
+			    "check the projector (for Azure Workload Identity: "
+			    "the pod's service account and its projected "
+			    "volume) and the file's path and mode (0600)");
+			oa2_config_free(&cfg);
+			return exit_code(r);
+		}
+		step("OK", "federated token: issuer %s, subject %s, audience "
+		    "%s, expires %s (%s)", fed_seen.iss, fed_seen.sub,
+		    fed_seen.aud, fed_seen.exp != 0 ? fmt_time(fed_seen.exp, t,
+		    sizeof(t)) : "never", fed_seen.exp != 0 ? fmt_duration(
+		    (long)(fed_seen.exp - time(NULL)), d, sizeof(d)) :
+		    "no exp claim");
+		if (strncmp(fed_seen.aud, "api://AzureADTokenExchange",
+		    26) != 0)
+			step("WARN", "federated token: audience %s is not "
+			    "api://AzureADTokenExchange, the audience Entra "
+			    "expects", fed_seen.aud);
+	} else if (a->kind == &oa2_cred_secret)
 		step("OK", "credential: client secret for client %s, tenant %s",
 		    a->client_id, a->tenant);
 	else if (a->kind != &oa2_cred_cert) {
