@@ -574,10 +574,12 @@ oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
 	r = OA2_ERR_CREDENTIAL;
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(root)) {
+		/* jansson quotes the input near the error: sanitised */
+		oa2_sanitize(shown, sizeof(shown), jerr.text,
+		    strlen(jerr.text), 60);
 		if (root == NULL)
 			oa2_seterr(err, r, "service account key file %s is not "
-			    "JSON (line %d: %.80s)", path, jerr.line,
-			    jerr.text);
+			    "JSON (line %d: %s)", path, jerr.line, shown);
 		else
 			oa2_seterr(err, r, "service account key file %s is not "
 			    "a JSON object", path);
