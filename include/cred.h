@@ -114,6 +114,13 @@ struct oa2_cred_kind {
 	 */
 	void	(*describe)(const struct oa2_account *a, char *buf,
 		    size_t len);
+
+	/*
+	 * Optional: turn the provider's refusal in err (OA2_ERR_DENIED, as
+	 * oa2_token_parse put it) into the sentence that says which step
+	 * of the set-up is missing. NULL: the parsed sentence stays.
+	 */
+	void	(*explain)(const struct oa2_account *a, struct oa2_error *err);
 };
 
 /* The table, NULL-terminated; plugin/cred.c. */
@@ -121,6 +128,7 @@ extern const struct oa2_cred_kind *const oa2_cred_kinds[];
 
 extern const struct oa2_cred_kind oa2_cred_secret;	/* cred-secret.c */
 extern const struct oa2_cred_kind oa2_cred_cert;	/* cred-cert.c */
+extern const struct oa2_cred_kind oa2_cred_google_sa;	/* cred-google-sa.c */
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);
