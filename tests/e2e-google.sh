@@ -156,6 +156,14 @@ for u in "$G1" "$G2"; do
 done
 check "mbsync asked for no new token" [ "$(greq "$G1")$(greq "$G2")" = 11 ]
 
+# --- the tunnel: a pre-authenticated IMAP session as the mailbox --------
+printf 'a LOGOUT\r\n' | timeout $((60 * SLOW)) $VALGRIND "$TOOL" tunnel --ca-file "$T/ca.pem" \
+	imap "$G2" "127.0.0.1:$IMAPS_PORT" > "$O/tun.out" 2> "$O/tun.err" || true
+check "tunnel: a PREAUTH session as $G2" grep -q "PREAUTH" "$O/tun.out"
+check "Dovecot logged the tunnel's login as $G2" \
+	[ "$(grep -c "Login: user=<$G2>, method=XOAUTH2" "$T/dovecot/log")" -ge 3 ]
+check "tunnel: the cached token, no new request" [ "$(greq "$G2")" = 1 ]
+
 # --- the gmail.imap_admin scope -----------------------------------------
 run frank token "frank@$DOM"
 expect frank 0 out "." "scope gmail.imap_admin: a token"
