@@ -136,6 +136,9 @@ check "$G1's token names $G1" [ "$(email_of "$O/t1.out")" = "$G1" ]
 check "$G2's token names $G2" [ "$(email_of "$O/t2.out")" = "$G2" ]
 run t1u token "ALICE@$DOM"
 check "the mailbox's case does not make another token" cmp -s "$O/t1.out" "$O/t1u.out"
+run t1j token --json "$G1"
+expect t1j 0 out "\"account\": \"*@$DOM\"" "token --json: the account is the file's"
+expect t1j 0 out "\"mailbox\": \"$G1\"" "token --json: the mailbox"
 check "still one token request per mailbox" [ "$(greq "$G1")$(greq "$G2")" = 11 ]
 # the memory cache of one process: saslclient logs in twice per mailbox
 for u in "$G1" "$G2"; do

@@ -595,7 +595,8 @@ cmd_token(const struct opts *o, const struct oa2_log *lg, const char *user)
 		    "access_token", tok.access_token,
 		    "expires_at", (json_int_t)tok.expires_at,
 		    "expires_in", (json_int_t)(tok.expires_at - time(NULL)),
-		    "account", acct->match, "mailbox", user,
+		    "account", acct->parent != NULL ?
+		    acct->parent->match : acct->match, "mailbox", user,
 		    "from", from_name(from));
 		if (root == NULL ||
 		    (text = json_dumps(root, JSON_INDENT(2))) == NULL) {
