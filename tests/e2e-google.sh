@@ -149,6 +149,13 @@ sc_token() { sed -n 's/^initial: //p' "$1" | head -n 1 | base64 -d | tr '\001' '
 check "saslclient: $G1's login carries $G1's token" [ "$(sc_token "$O/sc-$G1.out")" = "$(cat "$O/t1.out")" ]
 check "saslclient: $G2's login carries $G2's token" [ "$(sc_token "$O/sc-$G2.out")" = "$(cat "$O/t2.out")" ]
 
+# --- cache list, per mailbox --------------------------------------------
+run cl cache list "$G2"
+expect cl 0 out "expires" "cache list MAILBOX: that mailbox's token"
+check "cache list MAILBOX: names the mailbox" grep -q "^$G2 " "$O/cl.out"
+run cla cache list
+expect cla 0 out "one token per mailbox: name the mailbox" "cache list: per mailbox, says so"
+
 # --- mbsync ------------------------------------------------------------
 for u in "$G1" "$G2"; do
 	if mbsync_run XOAUTH2 "$u"; then

@@ -861,8 +861,13 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			a = only;	/* a mailbox's own, per mailbox */
 		else if (!a->broken && a->kind != NULL &&
 		    (a->kind->flags & OA2_CRED_PER_MAILBOX)) {
-			printf("%-24s  one token per mailbox: name the "
-			    "mailbox (cache %s MAILBOX)\n", a->match, verb);
+			if (strcmp(verb, "list") == 0)
+				printf("%-24s  one token per mailbox: name "
+				    "the mailbox (cache list MAILBOX)\n",
+				    a->match);
+			else
+				printf("%-24s  one token per mailbox: their "
+				    "files are removed below\n", a->match);
 			continue;
 		}
 		if (a->broken) {
