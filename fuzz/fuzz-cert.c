@@ -7,6 +7,8 @@
  *   thumbprints of the file (the tool's `sasl-oauth2 thumbprint`)
  *   certificate = private_key = the file, without and with a passphrase
  *   pkcs12 = the file, without and with a passphrase
+ *   service_account_file = the file (a Google service account key,
+ *	JSON), and an assertion signed with what it loaded
  *
  * The passphrase is the one the committed encrypted seeds use.
  *
@@ -19,7 +21,10 @@
 
 #include <time.h>
 
+#include <jansson.h>
+
 #include "jwt.h"
+#include "secret.h"
 #include "fuzz.h"
 
 #define PASSPHRASE	"fuzz-passphrase-7c1e"
@@ -53,7 +58,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct oa2_log lg = { log_sink, NULL, OA2_LOG_DEBUG };
 	struct oa2_cert_source srcs[4];
 	struct oa2_cert *c;
+	struct oa2_gsa_key *gk;
 	struct oa2_error err;
+	char *jwt = NULL;
+	const char *pk;
+	json_t *root;
 	char sha1[41], x5t[28], x5t256[44];
 	time_t now;
 	size_t i;
@@ -105,6 +114,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    strcmp(oa2_cert_x5t_s256(c), x5t256) == 0);
 		oa2_cert_free(&c);
 		fuzz_assert(c == NULL);
+	}
+
+	memset(&err, 'x', sizeof(err));
+	gk = (struct oa2_gsa_key *)&err;	/* must be cleared */
+	r = oa2_gsa_key_load(input, &gk, &err);
+	if (r != OA2_OK) {
+		fuzz_assert(gk == NULL);
+		fuzz_assert(r == OA2_ERR_CREDENTIAL || r == OA2_ERR_NOMEM);
+		fuzz_check_sentence(&err, r);
+		fuzz_check_printable(err.msg);
+		/* the key itself (what the file's private_key holds) never */
+		root = json_loadb((const char *)data, size, 0, NULL);
+		pk = json_string_value(json_object_get(root, "private_key"));
+		fuzz_assert(pk == NULL || strlen(pk) < 16 ||
+		    strstr(err.msg, pk) == NULL);
+		json_decref(root);
+	} else {
+		fuzz_assert(strchr(oa2_gsa_key_email(gk), '@') != NULL);
+		fuzz_assert(strncmp(oa2_gsa_key_token_uri(gk), "https://",
+		    8) == 0);
+		fuzz_assert(*oa2_gsa_key_id(gk) != '\0' &&
+		    *oa2_gsa_key_client_id(gk) != '\0');
+		r = oa2_jwt_google_assertion(gk, "fuzz@example.org",
+		    "https://mail.google.com/", time(NULL), 0, &jwt, &err);
+		fuzz_assert(r == OA2_OK && jwt != NULL &&
+		    strchr(strchr(jwt, '.') + 1, '.') != NULL);
+		oa2_freezero_str(&jwt);
+		oa2_gsa_key_free(&gk);
+		fuzz_assert(gk == NULL);
 	}
 	return 0;
 }

@@ -69,5 +69,6 @@ clean-fuzz:
 
 EXTRA_DIST += fuzz/README.md fuzz/run.sh fuzz/fuzz.h fuzz/fuzz-token.c \
 	fuzz/fuzz-challenge.c fuzz/fuzz-config.c fuzz/fuzz-cert.c \
-	fuzz/token.dict fuzz/challenge.dict fuzz/config.dict fuzz/lsan.supp \
+	fuzz/token.dict fuzz/challenge.dict fuzz/config.dict fuzz/cert.dict \
+	fuzz/lsan.supp \
 	fuzz/corpus

@@ -57,6 +57,16 @@ struct oa2_account {
 	const struct oa2_cred_kind *kind;	/* NULL while broken */
 	void	*data;			/* the source's; freed by kind->clear */
 	const char *mailbox;		/* OA2_CRED_PER_MAILBOX: whose token */
+	/*
+	 * OA2_CRED_PER_MAILBOX (plugin/account.c): an account of the file
+	 * has a child per mailbox seen (oa2_account_for); a child has
+	 * parent set, mailbox and match its own, and shares every other
+	 * pointer with the parent, which owns them.
+	 */
+	struct oa2_account *parent;	/* NULL: an account of the file */
+	struct oa2_account **children;
+	size_t	nchildren;
+	size_t	maxchildren;
 	const char *imap_host;		/* test's and tunnel's default */
 	const char *pop_host;		/* hosts (static strings) */
 	const char *smtp_host;
@@ -149,6 +159,20 @@ struct oa2_account *oa2_config_match(const struct oa2_config *cfg,
  * is the same (0), or cannot be examined (-1, e.g. inside a chroot).
  */
 int oa2_config_changed(const struct oa2_config *cfg);
+
+/*
+ * The account that holds mailbox's token: a itself, except for an
+ * OA2_CRED_PER_MAILBOX source, where it is a's child for the mailbox
+ * (compared case-insensitively), made on first use (thread-safe). A
+ * child lives as long as the config. NULL with err set when no child
+ * can be made. Every caller of oa2_token_get/use/forget asks this
+ * first with the mailbox logging in.
+ */
+struct oa2_account *oa2_account_for(struct oa2_account *a,
+    const char *mailbox, struct oa2_error *err);
+
+/* Free a's children (oa2_config_free). */
+void oa2_account_children_free(struct oa2_account *a);
 
 /* Swap the credential in use and the next one (see struct oa2_account). */
 void oa2_account_rotate(struct oa2_account *a);

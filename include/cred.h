@@ -114,6 +114,13 @@ struct oa2_cred_kind {
 	 */
 	void	(*describe)(const struct oa2_account *a, char *buf,
 		    size_t len);
+
+	/*
+	 * Optional: turn the provider's refusal in err (OA2_ERR_DENIED, as
+	 * oa2_token_parse put it) into the sentence that says which step
+	 * of the set-up is missing. NULL: the parsed sentence stays.
+	 */
+	void	(*explain)(const struct oa2_account *a, struct oa2_error *err);
 };
 
 /* The table, NULL-terminated; plugin/cred.c. */
@@ -135,6 +142,7 @@ int oa2_federated_read(const char *path, time_t now, char **out,
     size_t *outlen, struct oa2_jwt_info *info, struct oa2_error *err);
 /* The federated token file of account a; NULL for another source. */
 const char *oa2_federated_path(const struct oa2_account *a);
+extern const struct oa2_cred_kind oa2_cred_google_sa;	/* cred-google-sa.c */
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);

@@ -1,6 +1,7 @@
 /*
- * Certificate credentials and signed client assertions (RFC 7523),
- * built with OpenSSL EVP.
+ * Signed assertions (RFC 7523), built with OpenSSL EVP: one signer, two
+ * claim sets (Entra's client assertion from a certificate, Google's
+ * service account assertion from its JSON key file).
  */
 #ifndef OA2_JWT_H
 #define OA2_JWT_H
@@ -83,6 +84,46 @@ struct oa2_jwt_info {
  * puts any part of the token in the reason.
  */
 int oa2_jwt_peek(const char *jwt, size_t len, struct oa2_jwt_info *out,
+    struct oa2_error *err);
+
+/*
+ * A Google service account key, from the JSON key file Google Cloud
+ * makes: "type" = "service_account", client_email, client_id (numeric),
+ * private_key_id, private_key (PEM, RSA >= 2048 bits), token_uri
+ * (https). The file must be private (oa2_read_file). Opaque.
+ */
+struct oa2_gsa_key;
+
+/*
+ * Load and check path; a missing or wrong field is named with the
+ * file (OA2_ERR_CREDENTIAL). On success *out owns the key; free with
+ * oa2_gsa_key_free. The file's bytes and the PEM are wiped.
+ */
+int oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
+    struct oa2_error *err);
+
+/* Free; clears *kp. Accepts NULL. */
+void oa2_gsa_key_free(struct oa2_gsa_key **kp);
+
+/* The key file's fields, owned by k. */
+const char *oa2_gsa_key_email(const struct oa2_gsa_key *k);
+const char *oa2_gsa_key_client_id(const struct oa2_gsa_key *k);
+const char *oa2_gsa_key_id(const struct oa2_gsa_key *k);	/* kid */
+const char *oa2_gsa_key_token_uri(const struct oa2_gsa_key *k);
+const char *oa2_gsa_key_path(const struct oa2_gsa_key *k);
+
+/* Google accepts assertions that live one hour at most. */
+#define OA2_GOOGLE_MAX_LIFETIME	3600
+
+/*
+ * The assertion of Google's JWT bearer grant (RFC 7523 2.1): header
+ * {alg RS256, typ JWT, kid = private_key_id}, claims iss = client_email,
+ * sub (the mailbox), scope, aud = token_uri, iat = now, exp = now +
+ * lifetime (capped at OA2_GOOGLE_MAX_LIFETIME; <= 0 means the cap).
+ * *out is a secret: free with oa2_freezero_str.
+ */
+int oa2_jwt_google_assertion(const struct oa2_gsa_key *k, const char *sub,
+    const char *scope, time_t now, long lifetime, char **out,
     struct oa2_error *err);
 
 #endif

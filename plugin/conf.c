@@ -1225,6 +1225,7 @@ oa2_config_free(struct oa2_config **cfgp)
 		free(a->scope);
 		free(a->token_url);
 		free(a->cache_dir);
+		oa2_account_children_free(a);
 		clear_cred(a);
 		oa2_token_clear(&a->mem);
 		pthread_mutex_destroy(&a->lock);

@@ -201,5 +201,6 @@ fed_describe(const struct oa2_account *a, char *buf, size_t len)
 
 const struct oa2_cred_kind oa2_cred_federated = {
 	"federated token", keys, NULL, OA2_CRED_CLIENT,
-	fed_load, fed_clear, fed_cache_id, fed_grant, NULL, fed_describe
+	fed_load, fed_clear, fed_cache_id, fed_grant, NULL, fed_describe,
+	NULL
 };

@@ -107,5 +107,5 @@ secret_describe(const struct oa2_account *a, char *buf, size_t len)
 const struct oa2_cred_kind oa2_cred_secret = {
 	"client secret", keys, NULL, OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
 	secret_load, secret_clear, secret_cache_id, secret_grant, NULL,
-	secret_describe
+	secret_describe, NULL
 };

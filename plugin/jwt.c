@@ -380,30 +380,24 @@ b64_json(json_t *v)
 	return b;
 }
 
-int
-oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
-    const char *client_id, const char *aud, time_t now, long lifetime,
-    char **out, struct oa2_error *err)
+/*
+ * header.claims.signature: the header and claims as compact JSON, in
+ * the order given, base64url'ed, signed with key by alg (RS256: PKCS#1
+ * v1.5; PS256: PSS with MGF1-SHA-256 and a salt of the digest's length),
+ * all with SHA-256. what names the JWT in messages. *out is a secret.
+ */
+static int
+sign_jwt(EVP_PKEY *key, int alg, json_t *header, json_t *claims,
+    const char *what, char **out, struct oa2_error *err)
 {
 	EVP_MD_CTX *md = NULL;
 	EVP_PKEY_CTX *pctx;
-	json_t *header, *claims;
 	unsigned char *sig = NULL;
 	size_t siglen = 0, inlen;
-	char jti[37], *h = NULL, *c = NULL, *input = NULL, *s = NULL;
+	char *h = NULL, *c = NULL, *input = NULL, *s = NULL;
 	int r = OA2_ERR_NOMEM, pss = alg == OA2_ALG_PS256;
 
 	*out = NULL;
-	if (uuid4(jti) != 0)
-		return oa2_seterr(err, OA2_ERR_INTERNAL, "no random numbers "
-		    "for the assertion's jti");
-	header = json_pack("{s:s, s:s, s:s}", "alg", pss ? "PS256" : "RS256",
-	    "typ", "JWT", pss ? "x5t#S256" : "x5t",
-	    pss ? cert->x5t_s256 : cert->x5t);
-	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "aud", aud,
-	    "iss", client_id, "sub", client_id, "jti", jti,
-	    "nbf", (json_int_t)now, "iat", (json_int_t)now,
-	    "exp", (json_int_t)(now + lifetime));
 	if ((h = b64_json(header)) == NULL || (c = b64_json(claims)) == NULL ||
 	    asprintf(&input, "%s.%s", h, c) == -1) {
 		input = NULL;
@@ -413,7 +407,7 @@ oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
 	inlen = strlen(input);
 	r = OA2_ERR_INTERNAL;
 	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, cert->key) != 1 ||
+	    EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, key) != 1 ||
 	    (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx,
 	    RSA_PKCS1_PSS_PADDING) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
@@ -426,7 +420,7 @@ oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
 	    (s = oa2_b64url_encode(sig, siglen)) == NULL ||
 	    asprintf(out, "%s.%s", input, s) == -1) {
 		*out = NULL;
-		oa2_seterr(err, r, "cannot sign the client assertion (%s)",
+		oa2_seterr(err, r, "cannot sign the %s (%s)", what,
 		    ssl_reason());
 		ERR_clear_error();
 		goto out;
@@ -434,8 +428,6 @@ oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
 	r = OA2_OK;
  out:
 	EVP_MD_CTX_free(md);
-	json_decref(header);
-	json_decref(claims);
 	free(h);
 	oa2_freezero_str(&c);
 	oa2_freezero_str(&input);
@@ -559,5 +551,308 @@ oa2_jwt_peek(const char *jwt, size_t len, struct oa2_jwt_info *out,
 		oa2_freezero(hdec, hlen);
 	if (cdec != NULL)
 		oa2_freezero(cdec, clen);
+	return r;
+}
+
+int
+oa2_jwt_assertion(const struct oa2_cert *cert, int alg,
+    const char *client_id, const char *aud, time_t now, long lifetime,
+    char **out, struct oa2_error *err)
+{
+	json_t *header, *claims;
+	char jti[37];
+	int r, pss = alg == OA2_ALG_PS256;
+
+	*out = NULL;
+	if (uuid4(jti) != 0)
+		return oa2_seterr(err, OA2_ERR_INTERNAL, "no random numbers "
+		    "for the assertion's jti");
+	header = json_pack("{s:s, s:s, s:s}", "alg", pss ? "PS256" : "RS256",
+	    "typ", "JWT", pss ? "x5t#S256" : "x5t",
+	    pss ? cert->x5t_s256 : cert->x5t);
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "aud", aud,
+	    "iss", client_id, "sub", client_id, "jti", jti,
+	    "nbf", (json_int_t)now, "iat", (json_int_t)now,
+	    "exp", (json_int_t)(now + lifetime));
+	if (header == NULL || claims == NULL)
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	else
+		r = sign_jwt(cert->key, alg, header, claims,
+		    "client assertion", out, err);
+	json_decref(header);
+	json_decref(claims);
+	return r;
+}
+
+/*
+ * Google service account keys: the JSON key file Google Cloud hands out
+ * (type, project_id, private_key_id, private_key, client_email,
+ * client_id, auth_uri, token_uri, ...).
+ */
+#define MAX_GSA_FILE	(64 * 1024)	/* a real one is about 2.3 KB */
+
+struct oa2_gsa_key {
+	EVP_PKEY	*key;
+	char		*path;
+	char		*client_email;
+	char		*client_id;
+	char		*key_id;	/* private_key_id: the JWT's kid */
+	char		*token_uri;
+};
+
+/* Printable ASCII without spaces, 1 to max bytes. */
+static int
+token_chars(const char *s, size_t max)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (s[i] <= ' ' || s[i] >= 0x7f || i >= max)
+			return 0;
+	return i > 0;
+}
+
+/*
+ * String member name of the key file's object into a new string in
+ * *out, checked by ok_chars (0 to refuse) and, when prefix is set,
+ * beginning with it; want says in a few words what it should be.
+ */
+static int
+gsa_field(const char *path, json_t *root, const char *name,
+    int (*ok_chars)(const char *), const char *want, char **out,
+    struct oa2_error *err)
+{
+	json_t *v = json_object_get(root, name);
+	char shown[80];
+
+	*out = NULL;
+	if (v == NULL)
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "service account "
+		    "key file %s has no \"%s\": it is not a whole key file "
+		    "as Google Cloud makes it", path, name);
+	if (!json_is_string(v))
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "service account "
+		    "key file %s: \"%s\" is not a string", path, name);
+	if (!ok_chars(json_string_value(v))) {
+		oa2_sanitize(shown, sizeof(shown), json_string_value(v),
+		    json_string_length(v), 64);
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "service account "
+		    "key file %s: \"%s\" is \"%s\", not %s", path, name, shown,
+		    want);
+	}
+	if ((*out = strdup(json_string_value(v))) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	return OA2_OK;
+}
+
+static int
+ok_email(const char *s)
+{
+	const char *at = strchr(s, '@');
+
+	return token_chars(s, 255) && at != NULL && at != s &&
+	    at[1] != '\0' && strchr(at + 1, '@') == NULL;
+}
+
+static int
+ok_digits(const char *s)
+{
+	return *s != '\0' && strlen(s) <= 64 && strspn(s,
+	    "0123456789") == strlen(s);
+}
+
+static int
+ok_key_id(const char *s)
+{
+	return token_chars(s, 128);
+}
+
+static int
+ok_https(const char *s)
+{
+	return token_chars(s, 1024) && strncmp(s, "https://", 8) == 0 &&
+	    s[8] != '\0' && s[8] != '/';
+}
+
+int
+oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
+    struct oa2_error *err)
+{
+	struct oa2_gsa_key *k = NULL;
+	json_error_t jerr;
+	json_t *root = NULL, *v;
+	char *data = NULL, shown[80];
+	size_t len = 0;
+	BIO *bio = NULL;
+	int r, bits;
+
+	*out = NULL;
+	if ((r = oa2_read_file(path, "service account key file", 1,
+	    MAX_GSA_FILE, &data, &len, err)) != 0)
+		return r;
+	r = OA2_ERR_CREDENTIAL;
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(root)) {
+		/* jansson quotes the input near the error: sanitised */
+		oa2_sanitize(shown, sizeof(shown), jerr.text,
+		    strlen(jerr.text), 60);
+		if (root == NULL)
+			oa2_seterr(err, r, "service account key file %s is not "
+			    "JSON (line %d: %s)", path, jerr.line, shown);
+		else
+			oa2_seterr(err, r, "service account key file %s is not "
+			    "a JSON object", path);
+		goto out;
+	}
+	v = json_object_get(root, "type");
+	if (!json_is_string(v) ||
+	    strcmp(json_string_value(v), "service_account") != 0) {
+		oa2_sanitize(shown, sizeof(shown), json_is_string(v) ?
+		    json_string_value(v) : "", json_is_string(v) ?
+		    json_string_length(v) : 0, 40);
+		oa2_seterr(err, r, "%s is not a service account key file "
+		    "(\"type\" is \"%s\", not \"service_account\")%s", path,
+		    shown, json_is_string(v) && strcmp(json_string_value(v),
+		    "authorized_user") == 0 ? ": it holds a user's sign-in, "
+		    "not a service account's key" : "");
+		goto out;
+	}
+	if ((k = calloc(1, sizeof(*k))) == NULL ||
+	    (k->path = strdup(path)) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = gsa_field(path, root, "client_email", ok_email,
+	    "an e-mail address", &k->client_email, err)) != 0 ||
+	    (r = gsa_field(path, root, "client_id", ok_digits,
+	    "a numeric client id", &k->client_id, err)) != 0 ||
+	    (r = gsa_field(path, root, "private_key_id", ok_key_id,
+	    "a key id", &k->key_id, err)) != 0 ||
+	    (r = gsa_field(path, root, "token_uri", ok_https,
+	    "an https:// URL", &k->token_uri, err)) != 0)
+		goto out;
+	r = OA2_ERR_CREDENTIAL;
+	v = json_object_get(root, "private_key");
+	if (!json_is_string(v)) {
+		oa2_seterr(err, r, "service account key file %s has no "
+		    "\"private_key\" string: it is not a whole key file as "
+		    "Google Cloud makes it", path);
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(json_string_value(v),
+	    (int)json_string_length(v))) == NULL) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	ERR_clear_error();
+	if ((k->key = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, NULL)) ==
+	    NULL) {
+		oa2_seterr(err, r, "service account key file %s: "
+		    "\"private_key\" is not a PEM private key (%s)", path,
+		    ssl_reason());
+		goto out;
+	}
+	if (EVP_PKEY_get_base_id(k->key) != EVP_PKEY_RSA) {
+		oa2_seterr(err, r, "service account key file %s: "
+		    "\"private_key\" is not an RSA key: Google signs and "
+		    "checks RS256", path);
+		goto out;
+	}
+	if ((bits = EVP_PKEY_get_bits(k->key)) < 2048) {
+		oa2_seterr(err, r, "service account key file %s: the RSA key "
+		    "has %d bits: at least 2048 are needed", path, bits);
+		goto out;
+	}
+	*out = k;
+	k = NULL;	/* transferred */
+	r = OA2_OK;
+	oa2_clearerr(err);
+ out:
+	BIO_free(bio);
+	ERR_clear_error();
+	/*
+	 * The key inside jansson's object is ours to overwrite: wipe it
+	 * before it is freed (jansson's lexer frees its own scratch copy
+	 * unwiped, as for the token answers in token.c).
+	 */
+	v = json_object_get(root, "private_key");
+	if (json_is_string(v))
+		oa2_wipe((char *)json_string_value(v), json_string_length(v));
+	json_decref(root);
+	oa2_freezero(data, len);
+	oa2_gsa_key_free(&k);
+	return r;
+}
+
+void
+oa2_gsa_key_free(struct oa2_gsa_key **kp)
+{
+	struct oa2_gsa_key *k;
+
+	if (kp == NULL || (k = *kp) == NULL)
+		return;
+	EVP_PKEY_free(k->key);	/* OpenSSL clears key material it frees */
+	free(k->path);
+	free(k->client_email);
+	free(k->client_id);
+	free(k->key_id);
+	free(k->token_uri);
+	free(k);
+	*kp = NULL;
+}
+
+const char *
+oa2_gsa_key_email(const struct oa2_gsa_key *k)
+{
+	return k->client_email;
+}
+
+const char *
+oa2_gsa_key_client_id(const struct oa2_gsa_key *k)
+{
+	return k->client_id;
+}
+
+const char *
+oa2_gsa_key_id(const struct oa2_gsa_key *k)
+{
+	return k->key_id;
+}
+
+const char *
+oa2_gsa_key_token_uri(const struct oa2_gsa_key *k)
+{
+	return k->token_uri;
+}
+
+const char *
+oa2_gsa_key_path(const struct oa2_gsa_key *k)
+{
+	return k->path;
+}
+
+int
+oa2_jwt_google_assertion(const struct oa2_gsa_key *k, const char *sub,
+    const char *scope, time_t now, long lifetime, char **out,
+    struct oa2_error *err)
+{
+	json_t *header, *claims;
+	int r;
+
+	*out = NULL;
+	if (lifetime <= 0 || lifetime > OA2_GOOGLE_MAX_LIFETIME)
+		lifetime = OA2_GOOGLE_MAX_LIFETIME;
+	header = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT",
+	    "kid", k->key_id);
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "iss",
+	    k->client_email, "sub", sub, "scope", scope, "aud", k->token_uri,
+	    "iat", (json_int_t)now, "exp", (json_int_t)(now + lifetime));
+	if (header == NULL || claims == NULL)
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	else
+		r = sign_jwt(k->key, OA2_ALG_RS256, header, claims,
+		    "service account assertion", out, err);
+	json_decref(header);
+	json_decref(claims);
 	return r;
 }

@@ -491,6 +491,10 @@ first_step(struct mech_context *c, sasl_client_params_t *params,
 		    "when the file changes: after the fix, touch %s)",
 		    c->mailbox, acct->match, acct->load_err.msg,
 		    c->ld->cfg->path);
+	/* a token bound to the mailbox: that mailbox's own account */
+	if ((acct = oa2_account_for(acct, c->mailbox, &err)) == NULL)
+		return fail(utils, sasl_code(err.code), "no token for %s: %s",
+		    c->mailbox, err.msg);
 	r = oa2_token_use(acct, &lg, build_response, &b, NULL, &err);
 	if (b.r != 0)
 		return b.r == OA2_ERR_NOMEM ? SASL_NOMEM : fail(utils,

@@ -412,6 +412,8 @@ oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
 		now += (time_t)(elapsed(&t0) + 0.5);
 	}
  done:
+	if (r == OA2_ERR_DENIED && err != NULL && acct->kind->explain != NULL)
+		acct->kind->explain(acct, err);
 	if (r == 0)
 		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, expires "
 		    "in %ld s", acct->match, (long)(out->expires_at - now));

@@ -184,6 +184,9 @@ tokend_mode() {
 token_requests() { grep -c "result=${1:-ok}" "$T/tokend.log" || true; }
 
 # Submission relays what it accepts to 127.0.0.1:$SUBMISSION_RELAY_PORT
+# Tokens are checked against the login name by their tenant_domain claim,
+# domains compared (DOVECOT_USERNAME_ATTRIBUTE and _FORMAT change that:
+# e2e-google checks "email" whole, %Lu, as Google's tokens are a mailbox's).
 # (default 1: nowhere; e2e-postfix gives it a port of its Postfix).
 start_dovecot() {
 	IMAPS_PORT=$(free_port)
@@ -210,8 +213,8 @@ service pop3-login {
 	cat > "$d/oauth2.conf" <<CONF
 introspection_mode = local
 local_validation_key_dict = fs:posix:prefix=$T/keys/
-username_attribute = tenant_domain
-username_format = %Ld
+username_attribute = ${DOVECOT_USERNAME_ATTRIBUTE:-tenant_domain}
+username_format = ${DOVECOT_USERNAME_FORMAT:-%Ld}
 CONF
 	cat > "$d/dovecot.conf" <<CONF
 base_dir = $d/run

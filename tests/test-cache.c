@@ -22,9 +22,11 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <jansson.h>
 
 #include "cache.h"
 #include "conf.h"
+#include "cred.h"
 #include "secret.h"
 #include "tap.h"
 
@@ -61,7 +63,12 @@ oa2_token_fetch(const struct oa2_account *acct, const struct oa2_log *lg,
 	}
 	if (stub_result != 0)
 		return oa2_seterr(err, stub_result, "stub failure");
-	n = snprintf(tok, sizeof(tok), "tok-%ld-%d", (long)getpid(), rand());
+	if (acct->mailbox != NULL)	/* a per-mailbox account's child */
+		n = snprintf(tok, sizeof(tok), "tok-%s-%d", acct->mailbox,
+		    rand());
+	else
+		n = snprintf(tok, sizeof(tok), "tok-%ld-%d", (long)getpid(),
+		    rand());
 	out->access_token = strndup(tok, (size_t)n);
 	out->expires_at = now + stub_lifetime;
 	return OA2_OK;
@@ -1431,6 +1438,196 @@ test_sweep_schedule(void)
 	oa2_config_free(&cfg);
 }
 
+/*
+ * Per-mailbox accounts (a Google service account): a child account per
+ * mailbox, so that one mailbox's token is never handed out for another,
+ * and N mailboxes cost N requests, no more, in memory, on disk and with
+ * many threads at once.
+ */
+struct pm_job {
+	struct oa2_account *parent;
+	const char	*mailbox;
+	char		token[64];
+	int		r;
+};
+
+static void *
+pm_run(void *arg)
+{
+	struct oa2_log lg = { NULL, NULL, OA2_LOG_ERROR };
+	struct pm_job *j = arg;
+	struct oa2_account *c;
+	struct oa2_token t = { NULL, 0 };
+	struct oa2_error err;
+
+	j->r = -1;
+	if ((c = oa2_account_for(j->parent, j->mailbox, &err)) != NULL &&
+	    (j->r = oa2_token_get(c, &lg, &t, NULL, &err)) == 0)
+		snprintf(j->token, sizeof(j->token), "%s", t.access_token);
+	oa2_token_clear(&t);
+	return NULL;
+}
+
+static struct oa2_config *
+pm_conf(const char *path)
+{
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_error err;
+
+	if (oa2_config_load(path, &lg, &cfg, &err) != 0) {
+		printf("# %s\n", err.msg);
+		exit(1);
+	}
+	return cfg;
+}
+
+static void
+test_per_mailbox(void)
+{
+	static const char *boxes[] = { "a@example.org", "b@example.org",
+	    "c@example.org", "d@example.org" };
+	struct oa2_log lg = { sink, NULL, OA2_LOG_DEBUG };
+	struct oa2_config *cfg;
+	struct oa2_account *a, *ca, *cb, *ca2, *e;
+	struct oa2_token t = { NULL, 0 }, t2 = { NULL, 0 };
+	struct oa2_error err;
+	struct pm_job jobs[16];
+	pthread_t th[16];
+	char conf[300], key[300], text[4096], cmd[1024], *pem, *f1, *f2;
+	int from, base, i, same;
+	FILE *p;
+	size_t n;
+
+	snprintf(key, sizeof(key), "%s/pm.json", dir);
+	snprintf(cmd, sizeof(cmd), "openssl genpkey -algorithm RSA "
+	    "-pkeyopt rsa_keygen_bits:2048 2>/dev/null");
+	if ((p = popen(cmd, "r")) == NULL)
+		abort();
+	pem = calloc(1, 4096);
+	n = fread(pem, 1, 4095, p);
+	pclose(p);
+	if (n == 0) {
+		ok(1, "# SKIP no openssl command to make a key");
+		free(pem);
+		return;
+	}
+	{
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+		    "service_account", "private_key_id", "k1", "private_key",
+		    pem, "client_email", "sa@p.iam.gserviceaccount.com",
+		    "client_id", "1234", "token_uri",
+		    "https://127.0.0.1:1/token");
+		char *js = json_dumps(o, 0);
+
+		put(key, js, 0600);
+		free(js);
+		json_decref(o);
+	}
+	free(pem);
+	snprintf(conf, sizeof(conf), "%s/pm.conf", dir);
+	snprintf(text, sizeof(text), "defaults = { ca_file = \"%s/ca.pem\"; "
+	    "cache_dir = \"%s/pmcache\"; timeout = 5; };\n"
+	    "accounts = ( { match = \"*@example.org\"; "
+	    "service_account_file = \"%s\"; }, { match = \"*\"; "
+	    "tenant = \"t\"; client_id = \"c\"; client_secret = \"s\"; } );\n",
+	    dir, dir, key);
+	put(conf, text, 0600);
+	cfg = pm_conf(conf);
+	a = oa2_config_match(cfg, "a@example.org");
+	ok(a != NULL && !a->broken && a->kind == &oa2_cred_google_sa,
+	    "a service account account loads");
+	if (a == NULL || a->broken) {
+		printf("# %s\n", a != NULL ? a->load_err.msg : "no account");
+		oa2_config_free(&cfg);
+		return;
+	}
+	e = oa2_config_match(cfg, "x@contoso.com");
+	ok(oa2_account_for(e, "x@contoso.com", &err) == e,
+	    "an account not per mailbox is its own");
+	ca = oa2_account_for(a, "a@example.org", &err);
+	cb = oa2_account_for(a, "b@example.org", &err);
+	ca2 = oa2_account_for(a, "A@Example.ORG", &err);
+	ok(ca != NULL && cb != NULL && ca != a && cb != ca,
+	    "a child account per mailbox");
+	ok(ca2 == ca, "the mailbox is compared case-insensitively");
+	ok(ca != NULL && cb != NULL && strcmp(ca->cache_key, a->cache_key) &&
+	    strcmp(cb->cache_key, a->cache_key) &&
+	    strcmp(ca->cache_key, cb->cache_key),
+	    "each has its own cache key");
+	ok(ca != NULL && strcmp(ca->mailbox, "a@example.org") == 0 &&
+	    ca->parent == a, "the child names its mailbox and parent");
+	ok(oa2_account_for(a, "no-at-sign", &err) == NULL &&
+	    strstr(err.msg, "needs a mailbox") != NULL,
+	    "a name without @ gets no child");
+	if (ca == NULL || cb == NULL) {
+		oa2_config_free(&cfg);
+		return;
+	}
+
+	base = requests();
+	ok(oa2_token_get(ca, &lg, &t, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == base + 1 &&
+	    strncmp(t.access_token, "tok-a@example.org-", 18) == 0,
+	    "a's first token: one request, a's own");
+	ok(oa2_token_get(cb, &lg, &t2, &from, &err) == 0 &&
+	    from == OA2_FROM_SERVER && requests() == base + 2 &&
+	    strncmp(t2.access_token, "tok-b@example.org-", 18) == 0,
+	    "b's first token: a request of its own, never a's token");
+	oa2_token_clear(&t2);
+	ok(oa2_token_get(ca2, &lg, &t2, &from, &err) == 0 &&
+	    from == OA2_FROM_MEMORY && requests() == base + 2 &&
+	    strcmp(t.access_token, t2.access_token) == 0,
+	    "a again (another case): from memory, the same token");
+	oa2_token_clear(&t2);
+	f1 = oa2_cache_file(ca);
+	f2 = oa2_cache_file(cb);
+	ok(f1 != NULL && f2 != NULL && strcmp(f1, f2) != 0 &&
+	    file_mode(f1) == 0600 && file_mode(f2) == 0600,
+	    "one cache file per mailbox");
+	free(f1);
+	free(f2);
+	/* another process: from the disk, each mailbox its own */
+	oa2_config_free(&cfg);
+	cfg = pm_conf(conf);
+	a = oa2_config_match(cfg, "a@example.org");
+	ca = oa2_account_for(a, "a@example.org", &err);
+	ok(ca != NULL && oa2_token_get(ca, &lg, &t2, &from, &err) == 0 &&
+	    from == OA2_FROM_DISK && requests() == base + 2 &&
+	    strcmp(t.access_token, t2.access_token) == 0,
+	    "a new config: a's token from a's cache file");
+	oa2_token_clear(&t2);
+	oa2_token_clear(&t);
+
+	/* 16 threads, 4 mailboxes (two new), at once: 2 more requests */
+	stub_sleep_ms = 300;
+	for (i = 0; i < 16; i++) {
+		jobs[i].parent = a;
+		jobs[i].mailbox = boxes[i % 4];
+		jobs[i].token[0] = '\0';
+		if (pthread_create(&th[i], NULL, pm_run, &jobs[i]) != 0)
+			abort();
+	}
+	for (i = 0; i < 16; i++)
+		pthread_join(th[i], NULL);
+	stub_sleep_ms = 0;
+	same = 1;
+	for (i = 0; i < 16; i++) {
+		char want[40];
+
+		snprintf(want, sizeof(want), "tok-%s-", boxes[i % 4]);
+		if (jobs[i].r != 0 || strncmp(jobs[i].token, want,
+		    strlen(want)) != 0 || strcmp(jobs[i].token,
+		    jobs[i % 4].token) != 0)
+			same = 0;
+	}
+	ok(same, "16 threads: each got its own mailbox's token");
+	ok(requests() == base + 4, "4 mailboxes, 4 requests in all (2 were "
+	    "on disk), no more");
+	ok(a->nchildren == 4, "4 children");
+	oa2_config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -1717,6 +1914,7 @@ main(void)
 	test_clock_back();
 	test_waiters_failure();
 	test_sweep_schedule();
+	test_per_mailbox();
 
 	snprintf(text, sizeof(text), "rm -rf %s", dir);
 	if (system(text) != 0)

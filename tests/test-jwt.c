@@ -624,6 +624,183 @@ test_peek(void)
 	}
 }
 
+/*
+ * A Google service account key file as Google Cloud makes it, for key
+ * (NULL: "private_key" is left out), with one field set to value
+ * (NULL value: left out; field NULL: none changed).
+ */
+static void
+write_gsa(const char *name, EVP_PKEY *key, const char *field,
+    const char *value, mode_t mode)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	json_t *o;
+	char *pem = NULL, *text;
+	long n;
+
+	if (b == NULL || (key != NULL && PEM_write_bio_PKCS8PrivateKey(b, key,
+	    NULL, NULL, 0, NULL, NULL) != 1))
+		abort();
+	n = BIO_get_mem_data(b, &pem);
+	o = json_pack("{s:s, s:s, s:s, s:s#, s:s, s:s, s:s, s:s}",
+	    "type", "service_account", "project_id", "mail-relay-4711",
+	    "private_key_id", "0123456789abcdef0123456789abcdef01234567",
+	    "private_key", pem != NULL ? pem : "", (int)n,
+	    "client_email", "relay@mail-relay-4711.iam.gserviceaccount.com",
+	    "client_id", "112233445566778899001",
+	    "auth_uri", "https://accounts.google.com/o/oauth2/auth",
+	    "token_uri", "https://127.0.0.1:4711/token");
+	if (o == NULL)
+		abort();
+	if (key == NULL)
+		json_object_del(o, "private_key");
+	if (field != NULL && value == NULL)
+		json_object_del(o, field);
+	else if (field != NULL)
+		json_object_set_new(o, field, json_string(value));
+	text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	write_text(name, text, mode);
+	free(text);
+	json_decref(o);
+	BIO_free(b);
+}
+
+static void
+test_google(EVP_PKEY *key, EVP_PKEY *ec, EVP_PKEY *small)
+{
+	static const char scope[] = "https://mail.google.com/";
+	struct oa2_gsa_key *k = NULL, *k2 = NULL;
+	struct oa2_error err;
+	struct jwt j;
+	char *a = NULL, big[70 * 1024];
+	time_t now = time(NULL);
+	size_t i;
+
+	write_gsa("gsa.json", key, NULL, NULL, 0600);
+	write_cert("gsa.crt", key, -60, 86400);
+	ok(oa2_gsa_key_load(path("gsa.json"), &k, &err) == OA2_OK &&
+	    k != NULL, "service account key file loads");
+	if (k == NULL) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	is_str(oa2_gsa_key_email(k),
+	    "relay@mail-relay-4711.iam.gserviceaccount.com", "client_email");
+	is_str(oa2_gsa_key_client_id(k), "112233445566778899001",
+	    "client_id");
+	is_str(oa2_gsa_key_id(k), "0123456789abcdef0123456789abcdef01234567",
+	    "private_key_id");
+	is_str(oa2_gsa_key_token_uri(k), "https://127.0.0.1:4711/token",
+	    "token_uri");
+	ok(oa2_jwt_google_assertion(k, "alice@example.org", scope, now, 0, &a,
+	    &err) == OA2_OK && a != NULL && split(a, &j) == 0,
+	    "Google assertion signed, three base64url parts of JSON");
+	if (j.header != NULL && j.claims != NULL) {
+		is_str(jstr(j.header, "alg"), "RS256", "alg RS256");
+		is_str(jstr(j.header, "typ"), "JWT", "typ JWT");
+		is_str(jstr(j.header, "kid"), oa2_gsa_key_id(k),
+		    "kid is the private_key_id");
+		ok(json_object_size(j.header) == 3, "nothing else in header");
+		is_str(jstr(j.claims, "iss"), oa2_gsa_key_email(k),
+		    "iss is the client_email");
+		is_str(jstr(j.claims, "sub"), "alice@example.org",
+		    "sub is the mailbox");
+		is_str(jstr(j.claims, "scope"), scope, "scope");
+		is_str(jstr(j.claims, "aud"), "https://127.0.0.1:4711/token",
+		    "aud is the token_uri");
+		ok(jint(j.claims, "iat") == now, "iat = now");
+		ok(jint(j.claims, "exp") == now + 3600,
+		    "exp = iat + 3600 by default");
+		ok(json_object_size(j.claims) == 6,
+		    "no other claim (no jti, nbf)");
+		ok(verify(&j, path("gsa.crt"), 0),
+		    "RS256 verifies with the key's public half");
+		ok(verify_cli(&j, path("gsa.crt"), 0),
+		    "openssl dgst -verify accepts it");
+		ok(!verify(&j, path("gsa.crt"), 1), "and is not PSS");
+		ok(!verify(&j, path("other.crt"), 0),
+		    "another key does not verify it");
+	}
+	jwt_free(&j);
+	oa2_freezero_str(&a);
+	ok(oa2_jwt_google_assertion(k, "bob@example.org", scope, now, 7200,
+	    &a, &err) == OA2_OK && split(a, &j) == 0 &&
+	    jint(j.claims, "exp") == now + 3600,
+	    "a lifetime over one hour is cut to one hour");
+	jwt_free(&j);
+	oa2_freezero_str(&a);
+	ok(oa2_jwt_google_assertion(k, "bob@example.org", scope, now, 600,
+	    &a, &err) == OA2_OK && split(a, &j) == 0 &&
+	    jint(j.claims, "exp") == now + 600 &&
+	    strcmp(jstr(j.claims, "sub"), "bob@example.org") == 0,
+	    "a shorter lifetime is kept; sub follows the mailbox");
+	jwt_free(&j);
+	oa2_freezero_str(&a);
+	oa2_gsa_key_free(&k);
+	ok(k == NULL, "free clears the pointer");
+	oa2_gsa_key_free(NULL);
+
+	/* refusals: each names the file and, where one is wrong, the field */
+#define GSA_FAIL(file, want, name) do {					\
+	oa2_clearerr(&err);						\
+	ok(oa2_gsa_key_load(path(file), &k2, &err) ==			\
+	    OA2_ERR_CREDENTIAL && k2 == NULL, name);			\
+	has_str(err.msg, want, name " (message)");			\
+	has_str(err.msg, path(file), name " (names the file)");		\
+} while (0)
+	write_gsa("gsa-open.json", key, NULL, NULL, 0644);
+	GSA_FAIL("gsa-open.json", "chmod 600", "a readable key file");
+	GSA_FAIL("gsa-none.json", "cannot open", "a missing key file");
+	write_gsa("gsa-noemail.json", key, "client_email", NULL, 0600);
+	GSA_FAIL("gsa-noemail.json", "has no \"client_email\"",
+	    "no client_email");
+	write_gsa("gsa-noid.json", key, "private_key_id", NULL, 0600);
+	GSA_FAIL("gsa-noid.json", "has no \"private_key_id\"",
+	    "no private_key_id");
+	write_gsa("gsa-nocid.json", key, "client_id", NULL, 0600);
+	GSA_FAIL("gsa-nocid.json", "has no \"client_id\"", "no client_id");
+	write_gsa("gsa-nouri.json", key, "token_uri", NULL, 0600);
+	GSA_FAIL("gsa-nouri.json", "has no \"token_uri\"", "no token_uri");
+	write_gsa("gsa-nokey.json", NULL, NULL, NULL, 0600);
+	GSA_FAIL("gsa-nokey.json", "no \"private_key\"", "no private_key");
+	write_gsa("gsa-http.json", key, "token_uri",
+	    "http://127.0.0.1/token", 0600);
+	GSA_FAIL("gsa-http.json", "not an https:// URL", "token_uri not https");
+	write_gsa("gsa-user.json", key, "type", "authorized_user", 0600);
+	GSA_FAIL("gsa-user.json", "a user's sign-in",
+	    "a user's credentials file");
+	write_gsa("gsa-email.json", key, "client_email", "relay", 0600);
+	GSA_FAIL("gsa-email.json", "\"client_email\" is \"relay\", not an "
+	    "e-mail address", "client_email not an address");
+	write_gsa("gsa-cid.json", key, "client_id", "relay@x", 0600);
+	GSA_FAIL("gsa-cid.json", "not a numeric client id",
+	    "client_id not numeric");
+	write_gsa("gsa-pem.json", key, "private_key", "-----BEGIN PRIVATE "
+	    "KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0600);
+	GSA_FAIL("gsa-pem.json", "\"private_key\" is not a PEM private key",
+	    "private_key not a key");
+	write_gsa("gsa-ec.json", ec, NULL, NULL, 0600);
+	GSA_FAIL("gsa-ec.json", "not an RSA key", "an EC key");
+	write_gsa("gsa-small.json", small, NULL, NULL, 0600);
+	GSA_FAIL("gsa-small.json", "1024 bits", "a 1024-bit key");
+	write_text("gsa-text.json", "not json\n", 0600);
+	GSA_FAIL("gsa-text.json", "is not JSON", "not JSON");
+	write_text("gsa-array.json", "[1, 2]\n", 0600);
+	GSA_FAIL("gsa-array.json", "not a JSON object", "a JSON array");
+	write_text("gsa-dup.json", "{\"type\": \"service_account\", "
+	    "\"type\": \"service_account\"}\n", 0600);
+	GSA_FAIL("gsa-dup.json", "is not JSON", "a duplicate member");
+	for (i = 0; i < sizeof(big) - 1; i++)
+		big[i] = ' ';
+	big[0] = '{';
+	big[sizeof(big) - 3] = '}';
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\0';
+	write_text("gsa-big.json", big, 0600);
+	GSA_FAIL("gsa-big.json", "larger than", "a file over the size cap");
+#undef GSA_FAIL
+}
+
 int
 main(void)
 {
@@ -671,6 +848,7 @@ main(void)
 	test_formats();
 	test_refusals();
 	test_peek();
+	test_google(key, ec, small);
 	EVP_PKEY_free(key);
 	EVP_PKEY_free(other);
 	EVP_PKEY_free(small);

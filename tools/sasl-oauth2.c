@@ -604,7 +604,10 @@ cmd_token(const struct opts *o, const struct oa2_log *lg, const char *user)
 		oa2_config_free(&cfg);
 		return EX_CONFIG;
 	}
-	if ((r = oa2_token_get(acct, lg, &tok, &from, &err)) != 0) {
+	if ((acct = oa2_account_for(acct, user, &err)) == NULL ||
+	    (r = oa2_token_get(acct, lg, &tok, &from, &err)) != 0) {
+		if (acct == NULL)
+			r = err.code;
 		warnx_("%s", err.msg);
 		oa2_config_free(&cfg);
 		return exit_code(r);
@@ -614,7 +617,8 @@ cmd_token(const struct opts *o, const struct oa2_log *lg, const char *user)
 		    "access_token", tok.access_token,
 		    "expires_at", (json_int_t)tok.expires_at,
 		    "expires_in", (json_int_t)(tok.expires_at - time(NULL)),
-		    "account", acct->match, "mailbox", user,
+		    "account", acct->parent != NULL ?
+		    acct->parent->match : acct->match, "mailbox", user,
 		    "from", from_name(from));
 		if (root == NULL ||
 		    (text = json_dumps(root, JSON_INDENT(2))) == NULL) {
@@ -864,11 +868,30 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 		oa2_config_free(&cfg);
 		return EX_NOUSER;
 	}
+	if (only != NULL && (only = oa2_account_for(only, user, &err)) ==
+	    NULL) {
+		warnx_("%s", err.msg);
+		oa2_config_free(&cfg);
+		return exit_code(err.code);
+	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		struct oa2_account *a = &cfg->accounts[i];
 
-		if (only != NULL && a != only)
+		if (only != NULL && a != only && a != only->parent)
 			continue;
+		if (only != NULL)
+			a = only;	/* a mailbox's own, per mailbox */
+		else if (!a->broken && a->kind != NULL &&
+		    (a->kind->flags & OA2_CRED_PER_MAILBOX)) {
+			if (strcmp(verb, "list") == 0)
+				printf("%-24s  one token per mailbox: name "
+				    "the mailbox (cache list MAILBOX)\n",
+				    a->match);
+			else
+				printf("%-24s  one token per mailbox: their "
+				    "files are removed below\n", a->match);
+			continue;
+		}
 		if (a->broken) {
 			printf("%-24s  not loaded: %s\n", a->match,
 			    a->load_err.msg);
@@ -1134,13 +1157,56 @@ advise_federated(const struct oa2_account *a, long code)
 	}
 }
 
+/*
+ * A Google service account's refusal (the sentences of
+ * cred-google-sa.c's explain): which step of the set-up is missing.
+ */
+static int
+advise_google(const struct oa2_account *a, const struct oa2_error *err)
+{
+	char fix[512];
+
+	if (a->kind == NULL || (a->kind->flags & OA2_CRED_PER_MAILBOX) == 0)
+		return 0;
+	if (strstr(err->msg, "domain-wide delegation") != NULL) {
+		advise("the service account's client id has no domain-wide "
+		    "delegation for the scope", NULL);
+		snprintf(fix, sizeof(fix), "as a super administrator, Google "
+		    "Admin console > Security > Access and data control > API "
+		    "controls > Domain-wide delegation > Add new: the client "
+		    "id named above, scope %s (delegation can take a few "
+		    "minutes, rarely up to 24 hours, to apply)", a->scope);
+		advise(NULL, fix);
+	} else if (strstr(err->msg, "there is no mailbox") != NULL)
+		advise("the mailbox is not a user of the Workspace domain (or "
+		    "is suspended, or an alias of a group)", "log in with the "
+		    "user's primary address; check it in the Admin console "
+		    "> Directory > Users");
+	else if (strstr(err->msg, "deleted or rotated") != NULL)
+		advise("the key in service_account_file is no longer one of "
+		    "the service account's keys", "Google Cloud console > IAM "
+		    "& Admin > Service accounts > Keys > Add key > JSON; put "
+		    "the file (mode 0600) where service_account_file points");
+	else if (strstr(err->msg, "disabled or deleted") != NULL)
+		advise("the service account is disabled or was deleted",
+		    "enable it in the Google Cloud console (IAM & Admin > "
+		    "Service accounts), or make a key of another one and "
+		    "delegate its client id");
+	else if (strstr(err->msg, "clock") != NULL)
+		advise("the clock of this host is wrong", "synchronise the "
+		    "clock (chrony, systemd-timesyncd or ntpd)");
+	else
+		return 0;
+	return 1;
+}
+
 static void
 advise_token(const struct oa2_account *a, const struct oa2_error *err)
 {
 	long code = aadsts_code(err->msg);
 	char cause[512], fix[512];
 
-	if (advise_federated(a, code))
+	if (advise_federated(a, code) || advise_google(a, err))
 		return;
 	switch (code) {
 	case 7000215:
@@ -1822,6 +1888,12 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 	}
 	step("OK", "config %s: account \"%s\" (line %d) matches %s",
 	    cfg->path, a->match, a->line, user);
+	/* a token bound to the mailbox: the mailbox's own account */
+	if ((a = oa2_account_for(a, user, &err)) == NULL) {
+		step("FAIL", "%s", err.msg);
+		oa2_config_free(&cfg);
+		return exit_code(err.code);
+	}
 	for (i = 0; i < nep; i++)
 		if (eps[i].host[0] == '\0')
 			parse_endpoint(eps[i].proto, strcmp(eps[i].proto,
@@ -1923,7 +1995,7 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 	    fmt_time(tok.expires_at, t, sizeof(t)),
 	    fmt_duration((long)(tok.expires_at - time(NULL)), d, sizeof(d)));
 	show_claims(tok.access_token, &c);
-	if (c.jwt) {
+	if (c.jwt && (a->kind->flags & OA2_CRED_CLIENT)) {
 		for (i = 0; i < nep; i++) {
 			int smtp = strcmp(eps[i].proto, "SMTP") == 0;
 			const char *role = smtp ? ROLE_SMTP : ROLE_IMAP;
@@ -1954,6 +2026,13 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 	/* As the plugin does: a refused token is not offered again. */
 	if (ex == EX_NOPERM)
 		oa2_token_forget(a, lg, tok.access_token);
+	if (ex == EX_NOPERM && (a->kind->flags & OA2_CRED_PER_MAILBOX))
+		advise("Google gave a token for the mailbox but the server "
+		    "refused it: IMAP may be off for the user", "turn IMAP on "
+		    "for the user (Gmail settings > Forwarding and POP/IMAP, "
+		    "or Admin console > Apps > Google Workspace > Gmail > End "
+		    "User Access), or set scope = \"https://www.googleapis.com/"
+		    "auth/gmail.imap_admin\"");
 	oa2_token_clear(&tok);
 	oa2_config_free(&cfg);
 	if (fflush(stdout) != 0 || ferror(stdout))

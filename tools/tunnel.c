@@ -1276,6 +1276,10 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 		    acct->match);
 		goto out;
 	}
+	if ((acct = oa2_account_for(acct, t->user, &err)) == NULL) {
+		fail(t, exit_code(err.code), "%s", err.msg);
+		goto out;
+	}
 	if ((r = oa2_token_get(acct, lg, &tok, NULL, &err)) != 0) {
 		fail(t, exit_code(r), "%s", err.msg);
 		goto out;
