@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include "conf.h"
+#include "cred.h"
 #include "fuzz.h"
 
 #define SECRET		"fixture-secret-6b7e"
@@ -148,8 +149,11 @@ check_loaded(struct oa2_config *cfg)
 			goto matched;
 		}
 		fuzz_assert(a->match != NULL && a->authority != NULL &&
-		    a->tenant != NULL && a->client_id != NULL &&
-		    a->scope != NULL && a->token_url != NULL);
+		    a->kind != NULL && a->scope != NULL &&
+		    a->token_url != NULL);
+		/* a client's tenant and id, and only a client's */
+		fuzz_assert((a->tenant != NULL && a->client_id != NULL) ==
+		    ((a->kind->flags & OA2_CRED_CLIENT) != 0));
 		fuzz_assert(strncmp(a->token_url, "https://", 8) == 0);
 		fuzz_assert(strlen(a->cache_key) == 32 &&
 		    strspn(a->cache_key, "0123456789abcdef") == 32);
@@ -159,19 +163,18 @@ check_loaded(struct oa2_config *cfg)
 		fuzz_assert(a->timeout >= 1 && a->timeout <= 300);
 		fuzz_assert(a->assertion_lifetime >= 60 &&
 		    a->assertion_lifetime <= 600);
-		if (a->cred == OA2_CRED_SECRET)
+		if (a->kind == &oa2_cred_secret)
 			fuzz_assert(a->client_secret != NULL &&
 			    a->cert == NULL);
-		else
-			fuzz_assert(a->cred == OA2_CRED_CERT &&
-			    a->cert != NULL && a->client_secret == NULL &&
+		else if (a->kind == &oa2_cred_cert)
+			fuzz_assert(a->cert != NULL && a->client_secret == NULL &&
 			    (a->assertion_alg == OA2_ALG_PS256 ||
 			    a->assertion_alg == OA2_ALG_RS256));
 		/* rollover: a next credential of the same kind, or its why */
 		if (oa2_account_has_next(a))
 			fuzz_assert(strlen(a->next_cache_key) == 32 &&
 			    strcmp(a->next_cache_key, a->cache_key) != 0 &&
-			    (a->cred == OA2_CRED_SECRET ?
+			    (a->kind == &oa2_cred_secret ?
 			    a->next_client_secret != NULL && a->next_cert ==
 			    NULL : a->next_cert != NULL &&
 			    a->next_client_secret == NULL));

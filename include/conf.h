@@ -12,8 +12,8 @@
 #include "jwt.h"
 #include "token.h"
 
-#define OA2_CRED_SECRET	1
-#define OA2_CRED_CERT	2
+struct oa2_cred_kind;
+
 
 /* A CA bundle read into memory at load time (before any chroot). */
 struct oa2_blob {
@@ -27,7 +27,7 @@ struct oa2_blob {
 /*
  * An account whose credential or a value failed to load is kept,
  * broken: match and line are set, load_err holds its file:line
- * sentence, and it has no credential (client_secret and cert NULL,
+ * sentence, and it has no credential (kind, data, client_secret and cert NULL,
  * cache_key empty; other fields may be unset). oa2_config_match still
  * returns it for its mailboxes, so that they never fall through to
  * "*@domain" or "*": a caller checks broken first and fails with
@@ -49,9 +49,19 @@ struct oa2_account {
 	long	timeout;		/* seconds, whole token request */
 	long	failure_backoff;	/* seconds a refusal is remembered; 0: never */
 
-	int	cred;			/* OA2_CRED_* */
-	char	*client_secret;		/* OA2_CRED_SECRET; wiped at free */
-	struct oa2_cert *cert;		/* OA2_CRED_CERT */
+	/*
+	 * Where the token comes from (include/cred.h). The secret and
+	 * certificate sources keep their credential in the fields below
+	 * (rollover swaps them); any other source keeps its own in data.
+	 */
+	const struct oa2_cred_kind *kind;	/* NULL while broken */
+	void	*data;			/* the source's; freed by kind->clear */
+	const char *mailbox;		/* OA2_CRED_PER_MAILBOX: whose token */
+	const char *imap_host;		/* test's and tunnel's default */
+	const char *pop_host;		/* hosts (static strings) */
+	const char *smtp_host;
+	char	*client_secret;		/* oa2_cred_secret; wiped at free */
+	struct oa2_cert *cert;		/* oa2_cred_cert */
 	int	assertion_alg;		/* OA2_ALG_* */
 	long	assertion_lifetime;	/* seconds */
 

@@ -18,10 +18,13 @@
 #include <openssl/evp.h>
 
 #include "conf.h"
+#include "cred.h"
 #include "secret.h"
 
 #define DEFAULT_AUTHORITY	"https://login.microsoftonline.com"
 #define DEFAULT_SCOPE		"https://outlook.office365.com/.default"
+#define DEFAULT_IMAP_HOST	"outlook.office365.com"
+#define DEFAULT_SMTP_HOST	"smtp.office365.com"
 #define DEFAULT_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 #define DEFAULT_CACHE_DIR	"/var/cache/sasl-oauth2"
 #define MAX_CONFIG_SIZE		(1024 * 1024)
@@ -48,10 +51,9 @@ static const char *const setting_keys[] = {
 	"timeout", "failure_backoff", "assertion_alg", "assertion_lifetime",
 	"expiry_warning", NULL
 };
+/* An account's own keys; each credential source adds its own (cred.h). */
 static const char *const account_keys[] = {
-	"match", "tenant", "client_id", "client_secret", "client_secret_file",
-	"certificate", "private_key", "private_key_passphrase_file",
-	"pkcs12", "pkcs12_passphrase_file",
+	"match", "tenant", "client_id",
 	/* rollover and expiry */
 	"next_client_secret", "next_client_secret_file", "next_certificate",
 	"next_private_key", "next_private_key_passphrase_file", "next_pkcs12",
@@ -59,38 +61,54 @@ static const char *const account_keys[] = {
 	"next_client_secret_expires", NULL
 };
 
-struct loader {
-	const char		*path;
-	const struct oa2_log	*lg;
-	struct oa2_error	*err;
-	struct oa2_config	*cfg;
-	int			has_inline_secret;
-};
-
 /* The path of the sample configuration installed with the package. */
 #ifndef OA2_SAMPLE_CONF
 #define OA2_SAMPLE_CONF	"/usr/local/share/doc/sasl-oauth2/sasl-oauth2.conf"
 #endif
 
-static int __attribute__((format(printf, 4, 5)))
-fail(struct loader *ld, const config_setting_t *s, int code,
-    const char *fmt, ...)
+static int
+vfail(struct oa2_loader *ld, const config_setting_t *s, int code,
+    const char *fmt, va_list ap)
 {
 	char msg[OA2_ERRMSG_MAX];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (s != NULL && config_setting_source_line(s) > 0)
 		return oa2_seterr(ld->err, code, "%s:%u: %s", ld->path,
 		    config_setting_source_line(s), msg);
 	return oa2_seterr(ld->err, code, "%s: %s", ld->path, msg);
 }
 
+static int __attribute__((format(printf, 4, 5)))
+fail(struct oa2_loader *ld, const config_setting_t *s, int code,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(ld, s, code, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* The same for the credential sources (cred.h). */
+int
+oa2_conf_fail(struct oa2_loader *ld, const config_setting_t *s, int code,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(ld, s, code, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
 /* Prefix the sentence already in ld->err with file:line: key:. */
 static int
-fail_wrap(struct loader *ld, const config_setting_t *s, int code)
+fail_wrap(struct oa2_loader *ld, const config_setting_t *s, int code)
 {
 	char msg[OA2_ERRMSG_MAX];
 
@@ -107,9 +125,24 @@ is_one_of(const char *name, const char *const *list)
 	return 0;
 }
 
+/* Whether name is a key of some credential source. */
+static const struct oa2_cred_kind *
+cred_key(const char *name)
+{
+	const struct oa2_cred_kind *const *k;
+
+	for (k = oa2_cred_kinds; *k != NULL; k++)
+		if (is_one_of(name, (*k)->keys) || ((*k)->more_keys != NULL &&
+		    is_one_of(name, (*k)->more_keys)))
+			return *k;
+	return NULL;
+}
+
+/* Every key of group is in a or b (or a source's, with creds set). */
 static int
-check_keys(struct loader *ld, const config_setting_t *group,
-    const char *const *a, const char *const *b, const char *where)
+check_keys(struct oa2_loader *ld, const config_setting_t *group,
+    const char *const *a, const char *const *b, int creds,
+    const char *where)
 {
 	int i, n = config_setting_length(group);
 
@@ -118,18 +151,19 @@ check_keys(struct loader *ld, const config_setting_t *group,
 		const char *name = config_setting_name(s);
 
 		if (name == NULL || is_one_of(name, a) ||
-		    (b != NULL && is_one_of(name, b)))
+		    (b != NULL && is_one_of(name, b)) ||
+		    (creds && cred_key(name) != NULL))
 			continue;
-		return fail(ld, s, OA2_ERR_CONFIG, "unknown key \"%s\" in %s",
-		    name, where);
+		return fail(ld, s, OA2_ERR_CONFIG, "unknown key "
+		    "\"%s\" in %s", name, where);
 	}
 	return OA2_OK;
 }
 
 /* A string member: *out is NULL when absent. Wrong type or "" fails. */
 static int
-get_string(struct loader *ld, const config_setting_t *group, const char *key,
-    const char **out)
+get_string(struct oa2_loader *ld, const config_setting_t *group,
+    const char *key, const char **out)
 {
 	config_setting_t *s = config_setting_get_member(group, key);
 
@@ -143,8 +177,22 @@ get_string(struct loader *ld, const config_setting_t *group, const char *key,
 	return OA2_OK;
 }
 
+int
+oa2_conf_fail_wrap(struct oa2_loader *ld, const config_setting_t *s,
+    int code)
+{
+	return fail_wrap(ld, s, code);
+}
+
+int
+oa2_conf_string(struct oa2_loader *ld, const config_setting_t *g,
+    const char *key, const char **out)
+{
+	return get_string(ld, g, key, out);
+}
+
 static int
-get_long(struct loader *ld, const config_setting_t *group, const char *key,
+get_long(struct oa2_loader *ld, const config_setting_t *group, const char *key,
     long lo, long hi, long *out)
 {
 	config_setting_t *s = config_setting_get_member(group, key);
@@ -165,7 +213,7 @@ get_long(struct loader *ld, const config_setting_t *group, const char *key,
 }
 
 static int
-read_settings(struct loader *ld, const config_setting_t *g,
+read_settings(struct oa2_loader *ld, const config_setting_t *g,
     struct settings *st)
 {
 	const config_setting_t *s;
@@ -236,7 +284,7 @@ find_ca(const struct oa2_config *cfg, dev_t dev, ino_t ino)
 
 /* The sentence in ld->err about ca_file s (NULL: inherited), located. */
 static int
-ca_fail(struct loader *ld, const config_setting_t *s, int r)
+ca_fail(struct oa2_loader *ld, const config_setting_t *s, int r)
 {
 	if (s != NULL)
 		return fail_wrap(ld, s, r);
@@ -254,7 +302,7 @@ ca_fail(struct loader *ld, const config_setting_t *s, int r)
  * ca_file (explicit_ 0) is not checked.
  */
 static int
-load_ca(struct loader *ld, const config_setting_t *s, const char *path,
+load_ca(struct oa2_loader *ld, const config_setting_t *s, const char *path,
     int explicit_, const struct oa2_blob **out)
 {
 	struct oa2_config *cfg = ld->cfg;
@@ -312,7 +360,7 @@ load_ca(struct loader *ld, const config_setting_t *s, const char *path,
 }
 
 static int
-dup_into(struct loader *ld, char **dst, const char *src)
+dup_into(struct oa2_loader *ld, char **dst, const char *src)
 {
 	if (src == NULL)
 		return OA2_OK;
@@ -336,43 +384,32 @@ valid_match(const char *m)
 }
 
 /*
- * Derive the disk cache name from everything that identifies a token:
- * the account's endpoint and client, and the credential (secret or
- * cert), into key.
+ * The cache key: the first 16 bytes of a SHA-256 over the account's
+ * endpoint and client and what its source says names the credential
+ * (a digest of a secret, a thumbprint), into key.
  */
 static int
-derive_cache_key(struct loader *ld, const struct oa2_account *a,
-    const char *secret, const struct oa2_cert *cert, char key[33])
+derive_cache_key(struct oa2_loader *ld, const struct oa2_account *a,
+    char key[33])
 {
-	unsigned char md[EVP_MAX_MD_SIZE], sec[EVP_MAX_MD_SIZE];
-	unsigned int mdlen, seclen;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	const char *tenant = a->tenant != NULL ? a->tenant : "";
+	const char *client_id = a->client_id != NULL ? a->client_id : "";
 	EVP_MD_CTX *ctx;
-	const char *cred;
 	int ok, i;
 
 	if ((ctx = EVP_MD_CTX_new()) == NULL)
 		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
-	if (a->cred == OA2_CRED_SECRET) {
-		/* A digest of the secret, so that a new secret never reuses. */
-		ok = EVP_Digest(secret, strlen(secret), sec, &seclen,
-		    EVP_sha256(), NULL);
-		cred = "secret";
-	} else {
-		ok = 1;
-		seclen = 0;
-		cred = oa2_cert_x5t_s256(cert);
-	}
-	ok = ok && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
 	    EVP_DigestUpdate(ctx, "oa2-cache-v1", 13) &&
 	    EVP_DigestUpdate(ctx, a->authority, strlen(a->authority) + 1) &&
-	    EVP_DigestUpdate(ctx, a->tenant, strlen(a->tenant) + 1) &&
-	    EVP_DigestUpdate(ctx, a->client_id, strlen(a->client_id) + 1) &&
+	    EVP_DigestUpdate(ctx, tenant, strlen(tenant) + 1) &&
+	    EVP_DigestUpdate(ctx, client_id, strlen(client_id) + 1) &&
 	    EVP_DigestUpdate(ctx, a->scope, strlen(a->scope) + 1) &&
-	    EVP_DigestUpdate(ctx, cred, strlen(cred) + 1) &&
-	    EVP_DigestUpdate(ctx, sec, seclen) &&
+	    a->kind->cache_id(a, ctx) &&
 	    EVP_DigestFinal_ex(ctx, md, &mdlen);
 	EVP_MD_CTX_free(ctx);
-	oa2_wipe(sec, sizeof(sec));
 	if (!ok)
 		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
 		    "cannot compute a SHA-256 digest");
@@ -381,116 +418,92 @@ derive_cache_key(struct loader *ld, const struct oa2_account *a,
 	return OA2_OK;
 }
 
-/*
- * The key that names the file a certificate credential failed on, from
- * the sentence oa2_cert_load left: "private key file K is accessible by
- * group or others" is private_key's fault, not certificate's.
- */
-static const char *
-cert_error_key(const char *msg, const struct oa2_cert_source *src)
+/* Wipe and free the account's credential: it has none after. */
+static void
+clear_cred(struct oa2_account *a)
 {
-	if (src->pkcs12 != NULL)
-		return src->pkcs12_passphrase_file != NULL &&
-		    strstr(msg, "passphrase file ") != NULL ?
-		    "pkcs12_passphrase_file" : "pkcs12";
-	if (strstr(msg, "passphrase file ") != NULL ||
-	    strstr(msg, "wrong passphrase") != NULL)
-		return "private_key_passphrase_file";
-	if (strstr(msg, "does not match the certificate") != NULL)
-		return "certificate";
-	if (strstr(msg, "private key") != NULL ||
-	    strstr(msg, "RSA key") != NULL)
-		return "private_key";
-	return "certificate";
+	if (a->kind != NULL)
+		a->kind->clear(a);
+	a->kind = NULL;
+	oa2_freezero_str(&a->client_secret);
+	oa2_cert_free(&a->cert);
+	oa2_freezero_str(&a->next_client_secret);
+	oa2_cert_free(&a->next_cert);
 }
 
-static int
-load_credential(struct loader *ld, const config_setting_t *g,
-    struct oa2_account *a)
+/* Swap the credential fields only (for the next one's cache key). */
+static void
+swap_cred(struct oa2_account *a)
 {
-	static const char *const creds[] = {
-		"client_secret", "client_secret_file", "certificate", "pkcs12",
-		NULL
-	};
-	struct oa2_cert_source src;
-	const config_setting_t *s, *first = NULL;
-	const char *v;
-	int i, n = 0, r;
+	char *sec = a->client_secret;
+	struct oa2_cert *cert = a->cert;
 
-	for (i = 0; creds[i] != NULL; i++)
-		if ((s = config_setting_get_member(g, creds[i])) != NULL) {
-			if (first == NULL)
+	a->client_secret = a->next_client_secret;
+	a->next_client_secret = sec;
+	a->cert = a->next_cert;
+	a->next_cert = cert;
+}
+
+/*
+ * The source whose selecting key the account holds: exactly one.
+ * A key only another source takes is an error (after load, so that a
+ * source may say it better).
+ */
+static int
+pick_kind(struct oa2_loader *ld, const config_setting_t *g,
+    struct oa2_account *a, const struct oa2_cred_kind **out)
+{
+	const struct oa2_cred_kind *const *k;
+	const config_setting_t *s, *first = NULL, *second = NULL;
+	char names[300];
+	size_t n = 0;
+	int i;
+
+	*out = NULL;
+	names[0] = '\0';
+	for (k = oa2_cred_kinds; *k != NULL; k++)
+		for (i = 0; (*k)->keys[i] != NULL; i++) {
+			n += strlen(names + n) < sizeof(names) - 1 ? (size_t)
+			    snprintf(names + n, sizeof(names) - n, "%s%s",
+			    n > 0 ? ", " : "", (*k)->keys[i]) : 0;
+			if ((s = config_setting_get_member(g,
+			    (*k)->keys[i])) == NULL)
+				continue;
+			if (first == NULL) {
 				first = s;
-			n++;
+				*out = *k;
+			} else if (second == NULL)
+				second = s;
 		}
-	if (n == 0)
-		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
-		    "credential: set client_secret_file, client_secret, "
-		    "certificate with private_key, or pkcs12", a->match);
-	if (n > 1)
-		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has more "
-		    "than one credential: keep exactly one of "
-		    "client_secret_file, client_secret, certificate, pkcs12",
-		    a->match);
+	if (first == NULL)
+		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has "
+		    "no credential: set one of %s", a->match, names);
+	if (second != NULL)
+		return fail(ld, g, OA2_ERR_CONFIG, "account "
+		    "\"%s\" has more than one credential: keep exactly one "
+		    "of %s", a->match, names);
+	return OA2_OK;
+}
 
-	memset(&src, 0, sizeof(src));
-	if ((r = get_string(ld, g, "certificate", &src.certificate)) != 0 ||
-	    (r = get_string(ld, g, "private_key", &src.private_key)) != 0 ||
-	    (r = get_string(ld, g, "private_key_passphrase_file",
-	    &src.passphrase_file)) != 0 ||
-	    (r = get_string(ld, g, "pkcs12", &src.pkcs12)) != 0 ||
-	    (r = get_string(ld, g, "pkcs12_passphrase_file",
-	    &src.pkcs12_passphrase_file)) != 0)
-		return r;
-	s = first;
-	if (strcmp(config_setting_name(s), "client_secret") == 0 ||
-	    strcmp(config_setting_name(s), "client_secret_file") == 0) {
-		if (src.private_key != NULL || src.passphrase_file != NULL ||
-		    src.pkcs12_passphrase_file != NULL)
-			return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
-			    "a client secret takes no key or passphrase file",
-			    a->match);
-		a->cred = OA2_CRED_SECRET;
-		if (strcmp(config_setting_name(s), "client_secret") == 0) {
-			if ((r = get_string(ld, g, "client_secret", &v)) != 0)
-				return r;
-			ld->has_inline_secret = 1;
-			if ((a->client_secret = strdup(v)) == NULL)
-				return oa2_seterr(ld->err, OA2_ERR_NOMEM,
-				    "out of memory");
-		} else {
-			if ((r = get_string(ld, g, "client_secret_file",
-			    &v)) != 0)
-				return r;
-			if ((r = oa2_read_secret_file(v, "secret file",
-			    &a->client_secret, ld->err)) != 0)
-				return fail_wrap(ld, s, r);
-		}
-		return OA2_OK;
-	}
+/* A key of another source in an account of kind k. */
+static int
+foreign_keys(struct oa2_loader *ld, const config_setting_t *g,
+    const struct oa2_account *a)
+{
+	const struct oa2_cred_kind *k;
+	int i, n = config_setting_length(g);
 
-	a->cred = OA2_CRED_CERT;
-	if (src.certificate != NULL && src.private_key == NULL)
-		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
-		    "certificate needs private_key (it may name the same "
-		    "file)", a->match);
-	if (src.pkcs12 != NULL && (src.private_key != NULL ||
-	    src.passphrase_file != NULL))
-		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": pkcs12 "
-		    "holds the key: use pkcs12_passphrase_file, not "
-		    "private_key or private_key_passphrase_file", a->match);
-	if (src.certificate != NULL && src.pkcs12_passphrase_file != NULL)
-		return fail(ld, s, OA2_ERR_CONFIG, "account \"%s\": "
-		    "pkcs12_passphrase_file goes with pkcs12, not certificate",
-		    a->match);
-	/* its expiry warning is load_next's, with expiry_warning */
-	if ((r = oa2_cert_load(&src, NULL, &a->cert, ld->err)) != 0) {
-		if (r == OA2_ERR_NOMEM)
-			return r;
-		if ((first = config_setting_get_member(g,
-		    cert_error_key(ld->err->msg, &src))) == NULL)
-			first = s;
-		return fail_wrap(ld, first, r);
+	for (i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+
+		if (name != NULL && (k = cred_key(name)) != NULL &&
+		    k != a->kind && !is_one_of(name, a->kind->keys) &&
+		    (a->kind->more_keys == NULL ||
+		    !is_one_of(name, a->kind->more_keys)))
+			return fail(ld, s, OA2_ERR_CONFIG, "account "
+			    "\"%s\" uses a %s: %s belongs to a %s", a->match,
+			    a->kind->name, name, k->name);
 	}
 	return OA2_OK;
 }
@@ -501,7 +514,7 @@ load_credential(struct loader *ld, const config_setting_t *g,
  * mailboxes of a broken account could fall through to another account.
  */
 static int
-account_match(struct loader *ld, const config_setting_t *g,
+account_match(struct oa2_loader *ld, const config_setting_t *g,
     struct oa2_account *a)
 {
 	const config_setting_t *s;
@@ -538,7 +551,7 @@ account_match(struct loader *ld, const config_setting_t *g,
 
 /* "YYYY-MM-DD" (as the Azure portal shows it) -> 00:00 UTC that day. */
 static int
-get_date(struct loader *ld, const config_setting_t *g, const char *key,
+get_date(struct oa2_loader *ld, const config_setting_t *g, const char *key,
     time_t *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
@@ -566,7 +579,7 @@ get_date(struct loader *ld, const config_setting_t *g, const char *key,
  * current one: the sentence is kept in next_err and logged.
  */
 static int
-load_next(struct loader *ld, const config_setting_t *g,
+load_next(struct oa2_loader *ld, const config_setting_t *g,
     struct oa2_account *a)
 {
 	struct oa2_cert_source src;
@@ -595,7 +608,27 @@ load_next(struct loader *ld, const config_setting_t *g,
 		return r;
 	if (v != NULL)
 		ld->has_inline_secret = 1;
-	if (a->cred == OA2_CRED_SECRET) {
+	if (!(a->kind->flags & OA2_CRED_ROLLOVER)) {
+		static const char *const next_keys[] = {
+			"next_client_secret", "next_client_secret_file",
+			"next_certificate", "next_private_key",
+			"next_private_key_passphrase_file", "next_pkcs12",
+			"next_pkcs12_passphrase_file",
+			"next_client_secret_expires", "client_secret_expires",
+			NULL
+		};
+		int i;
+
+		for (i = 0; next_keys[i] != NULL; i++)
+			if ((s = config_setting_get_member(g,
+			    next_keys[i])) != NULL)
+				return fail(ld, s, OA2_ERR_CONFIG,
+				    "account \"%s\" uses a %s, which has no "
+				    "%s", a->match, a->kind->name,
+				    next_keys[i]);
+		return OA2_OK;
+	}
+	if (a->kind == &oa2_cred_secret) {
 		s = config_setting_get_member(g, src.certificate != NULL ?
 		    "next_certificate" : "next_pkcs12");
 		if (src.certificate != NULL || src.pkcs12 != NULL ||
@@ -659,8 +692,11 @@ load_next(struct loader *ld, const config_setting_t *g,
 			    "is the current one");
 	}
 	if (r == 0)
-		r = derive_cache_key(ld, a, a->next_client_secret,
-		    a->next_cert, a->next_cache_key);
+	{
+		swap_cred(a);
+		r = derive_cache_key(ld, a, a->next_cache_key);
+		swap_cred(a);
+	}
 	ld->err = err;
 	if (r == OA2_ERR_NOMEM)
 		return oa2_seterr(err, r, "out of memory");
@@ -682,14 +718,14 @@ load_next(struct loader *ld, const config_setting_t *g,
  * the account uses that one (as after a rotation) instead of failing.
  */
 static int
-next_instead(struct loader *ld, const config_setting_t *g,
+next_instead(struct oa2_loader *ld, const config_setting_t *g,
     struct oa2_account *a, int r)
 {
 	struct oa2_error cur = *ld->err;
 	int r2;
 
 	/* only a file that cannot be used, never a mistake in the config */
-	if (r != OA2_ERR_CREDENTIAL || a->cred == 0 ||
+	if (r != OA2_ERR_CREDENTIAL || a->kind == NULL ||
 	    a->client_secret != NULL || a->cert != NULL)
 		return r;
 	if ((r2 = load_next(ld, g, a)) != 0)
@@ -739,7 +775,7 @@ oa2_account_expires(const struct oa2_account *a, int next)
 {
 	if (a->broken || (next && !oa2_account_has_next(a)))
 		return 0;
-	if (a->cred == OA2_CRED_CERT)
+	if (a->kind == &oa2_cred_cert)
 		return oa2_cert_not_after(next ? a->next_cert : a->cert);
 	return next ? a->next_secret_expires : a->secret_expires;
 }
@@ -749,7 +785,7 @@ oa2_account_cred_name(const struct oa2_account *a, int next)
 {
 	int is_next = next ? !a->rotated : a->rotated;
 
-	if (a->cred == OA2_CRED_CERT)
+	if (a->kind == &oa2_cred_cert)
 		return is_next ? "the next certificate" :
 		    "the current certificate";
 	return is_next ? "the next client secret" :
@@ -780,7 +816,7 @@ oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
 			    "%s", oa2_account_cred_name(a, i), a->match,
 			    (long)((exp - now) / 86400),
 			    a->expiry_warning / 86400,
-			    a->cred == OA2_CRED_CERT ? "make a new one with "
+			    a->kind == &oa2_cred_cert ? "make a new one with "
 			    "`sasl-oauth2 certificate new`, upload it to the "
 			    "app registration and set it as next_certificate" :
 			    "create a new one in the app registration and set "
@@ -788,23 +824,13 @@ oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
 	}
 }
 
-/* The rest of an account; a failure here disables only this account. */
+/* An Entra client's tenant and client_id. */
 static int
-load_account(struct loader *ld, const config_setting_t *g,
-    const struct settings *defaults, struct oa2_account *a)
+check_client(struct oa2_loader *ld, const config_setting_t *g,
+    const char *match, const char *tenant, const char *client_id)
 {
-	struct settings st = *defaults;
 	const config_setting_t *s;
-	const char *match = a->match, *tenant = NULL, *client_id = NULL;
-	size_t n;
-	int r;
 
-	if ((r = check_keys(ld, g, account_keys, setting_keys,
-	    "an account")) != 0 ||
-	    (r = read_settings(ld, g, &st)) != 0 ||
-	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
-	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
-		return r;
 	if (tenant == NULL)
 		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has no "
 		    "tenant (the directory id or a domain such as "
@@ -827,10 +853,41 @@ load_account(struct loader *ld, const config_setting_t *g,
 	if (strpbrk(client_id, " \t\r\n") != NULL)
 		return fail(ld, config_setting_get_member(g, "client_id"),
 		    OA2_ERR_CONFIG, "client_id must not contain blanks");
+	return OA2_OK;
+}
+
+/* The rest of an account; a failure here disables only this account. */
+static int
+load_account(struct oa2_loader *ld, const config_setting_t *g,
+    const struct settings *defaults, struct oa2_account *a)
+{
+	struct settings st = *defaults;
+	const config_setting_t *s;
+	const char *match = a->match, *tenant = NULL, *client_id = NULL;
+	size_t n;
+	int r;
+
+	if ((r = check_keys(ld, g, account_keys, setting_keys, 1,
+	    "an account")) != 0 ||
+	    (r = read_settings(ld, g, &st)) != 0 ||
+	    (r = pick_kind(ld, g, a, &a->kind)) != 0 ||
+	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
+	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
+		return r;
+	if (!(a->kind->flags & OA2_CRED_CLIENT)) {
+		if (tenant != NULL || client_id != NULL)
+			return fail(ld, config_setting_get_member(g,
+			    tenant != NULL ? "tenant" : "client_id"),
+			    OA2_ERR_CONFIG, "account \"%s\" uses a %s: it "
+			    "takes no %s", match, a->kind->name,
+			    tenant != NULL ? "tenant" : "client_id");
+	} else if ((r = check_client(ld, g, match, tenant, client_id)) != 0)
+		return r;
 
 	if ((r = dup_into(ld, &a->authority, st.authority)) != 0 ||
-	    (r = dup_into(ld, &a->tenant, tenant)) != 0 ||
-	    (r = dup_into(ld, &a->client_id, client_id)) != 0 ||
+	    (tenant != NULL && (r = dup_into(ld, &a->tenant, tenant)) != 0) ||
+	    (client_id != NULL &&
+	    (r = dup_into(ld, &a->client_id, client_id)) != 0) ||
 	    (r = dup_into(ld, &a->scope, st.scope)) != 0)
 		return r;
 	/*
@@ -842,8 +899,9 @@ load_account(struct loader *ld, const config_setting_t *g,
 	n = strlen(a->authority);
 	while (n > 0 && a->authority[n - 1] == '/')
 		a->authority[--n] = '\0';
-	if (asprintf(&a->token_url, "%s/%s/oauth2/v2.0/token", a->authority,
-	    a->tenant) == -1) {
+	/* a source without a tenant names its own in load */
+	if (a->tenant != NULL && asprintf(&a->token_url,
+	    "%s/%s/oauth2/v2.0/token", a->authority, a->tenant) == -1) {
 		a->token_url = NULL;
 		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
 	}
@@ -861,13 +919,17 @@ load_account(struct loader *ld, const config_setting_t *g,
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
 	a->expiry_warning = st.expiry_warning * 86400;
+	a->imap_host = DEFAULT_IMAP_HOST;
+	a->pop_host = DEFAULT_IMAP_HOST;	/* Exchange serves both */
+	a->smtp_host = DEFAULT_SMTP_HOST;
 	s = config_setting_get_member(g, "ca_file");
 	if ((r = load_ca(ld, s, st.ca_file, st.ca_file_set, &a->ca)) != 0)
 		return r;
-	if ((r = load_credential(ld, g, a)) != 0)
+	if ((r = a->kind->load(ld, g, a)) == 0)
+		r = foreign_keys(ld, g, a);
+	if (r != 0)
 		return next_instead(ld, g, a, r);
-	if ((r = derive_cache_key(ld, a, a->client_secret, a->cert,
-	    a->cache_key)) != 0)
+	if ((r = derive_cache_key(ld, a, a->cache_key)) != 0)
 		return r;
 	return load_next(ld, g, a);
 }
@@ -894,7 +956,7 @@ include_line(const char *text)
 }
 
 static int
-load(struct loader *ld, config_t *lc)
+load(struct oa2_loader *ld, config_t *lc)
 {
 	struct oa2_config *cfg = ld->cfg;
 	struct settings defaults = {
@@ -912,7 +974,7 @@ load(struct loader *ld, config_t *lc)
 	size_t i, n;
 	int r;
 
-	if ((r = check_keys(ld, root, top_keys, NULL, "the file")) != 0 ||
+	if ((r = check_keys(ld, root, top_keys, NULL, 0, "the file")) != 0 ||
 	    (r = get_long(ld, root, "version", 1, 1, &version)) != 0)
 		return r;
 	if ((s = config_setting_get_member(root, "defaults")) != NULL) {
@@ -921,7 +983,7 @@ load(struct loader *ld, config_t *lc)
 		if (!config_setting_is_group(s))
 			return fail(ld, s, OA2_ERR_CONFIG,
 			    "defaults must be a group { ... }");
-		if ((r = check_keys(ld, s, setting_keys, log_key,
+		if ((r = check_keys(ld, s, setting_keys, log_key, 0,
 		    "defaults")) != 0 ||
 		    (r = read_settings(ld, s, &defaults)) != 0)
 			return r;
@@ -976,10 +1038,7 @@ load(struct loader *ld, config_t *lc)
 		/* This account fails its own mailboxes; the others work. */
 		a->broken = 1;
 		a->load_err.code = r;
-		oa2_freezero_str(&a->client_secret);
-		oa2_cert_free(&a->cert);
-		oa2_freezero_str(&a->next_client_secret);
-		oa2_cert_free(&a->next_cert);
+		clear_cred(a);
 		a->cache_key[0] = '\0';
 		a->next_cache_key[0] = '\0';
 		cfg->nbroken++;
@@ -1007,7 +1066,7 @@ int
 oa2_config_load(const char *path, const struct oa2_log *lg,
     struct oa2_config **out, struct oa2_error *err)
 {
-	struct loader ld = { path, lg, err, NULL, 0 };
+	struct oa2_loader ld = { path, lg, err, NULL, 0 };
 	struct oa2_config *cfg;
 	struct stat st;
 	config_t lc;
@@ -1115,10 +1174,7 @@ oa2_config_free(struct oa2_config **cfgp)
 		free(a->scope);
 		free(a->token_url);
 		free(a->cache_dir);
-		oa2_freezero_str(&a->client_secret);
-		oa2_cert_free(&a->cert);
-		oa2_freezero_str(&a->next_client_secret);
-		oa2_cert_free(&a->next_cert);
+		clear_cred(a);
 		oa2_token_clear(&a->mem);
 		pthread_mutex_destroy(&a->lock);
 	}

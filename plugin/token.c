@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "conf.h"
+#include "cred.h"
 #include "http.h"
 #include "jwt.h"
 #include "secret.h"
@@ -302,55 +303,6 @@ parse_code(long status, const char *body, size_t len, time_t now,
 	return r;
 }
 
-/* The form body; a secret (it holds the secret or the assertion). */
-static int
-build_form(const struct oa2_account *acct, time_t now, char **form,
-    size_t *len, struct oa2_error *err)
-{
-	char *assertion = NULL;
-	int r;
-
-	*form = NULL;
-	*len = 0;
-	if ((r = oa2_form_add(form, len, "grant_type",
-	    "client_credentials")) != 0 ||
-	    (r = oa2_form_add(form, len, "client_id", acct->client_id)) != 0 ||
-	    (r = oa2_form_add(form, len, "scope", acct->scope)) != 0)
-		goto out;
-	if (acct->cred == OA2_CRED_SECRET) {
-		if (acct->client_secret == NULL) {
-			r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s "
-			    "has no client secret", acct->match);
-			goto out;
-		}
-		r = oa2_form_add(form, len, "client_secret",
-		    acct->client_secret);
-	} else if (acct->cred != OA2_CRED_CERT || acct->cert == NULL) {
-		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s has no "
-		    "usable credential", acct->match);
-		goto out;
-	} else {
-		if ((r = oa2_jwt_assertion(acct->cert, acct->assertion_alg,
-		    acct->client_id, acct->token_url, now,
-		    acct->assertion_lifetime, &assertion, err)) != 0)
-			goto out;
-		if ((r = oa2_form_add(form, len, "client_assertion_type",
-		    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"))
-		    == 0)
-			r = oa2_form_add(form, len, "client_assertion",
-			    assertion);
-	}
- out:
-	oa2_freezero_str(&assertion);
-	if (r == OA2_ERR_NOMEM)
-		oa2_seterr(err, r, "out of memory");
-	if (r != 0 && *form != NULL) {
-		oa2_freezero(*form, *len + 1);
-		*form = NULL;
-	}
-	return r;
-}
-
 static double
 elapsed(const struct timespec *t0)
 {
@@ -368,23 +320,34 @@ oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
 {
 	struct oa2_http_request req;
 	struct oa2_http_response resp = { 0, NULL, 0, -1, "" };
+	struct oa2_grant g;
 	struct timespec t0, ts;
-	char *form = NULL;
-	size_t len;
 	long wait;
 	int r, attempt;
 
 	memset(out, 0, sizeof(*out));
 	*code = 0;
+	if (acct->kind == NULL)
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s has no "
+		    "usable credential", acct->match);
+	if (acct->kind->fetch != NULL) {
+		r = acct->kind->fetch(acct, acct->mailbox, lg, now,
+		    acct->timeout, out, code, err);
+		goto done;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (attempt = 0; attempt < 2; attempt++) {
-		/* a new assertion (fresh jti) for each attempt */
-		if ((r = build_form(acct, now, &form, &len, err)) != 0)
+		/* a new grant (a fresh assertion) for each attempt */
+		memset(&g, 0, sizeof(g));
+		if ((r = acct->kind->grant(acct, acct->mailbox, now, &g,
+		    err)) != 0) {
+			oa2_grant_clear(&g);
 			return r;
+		}
 		memset(&req, 0, sizeof(req));
-		req.url = acct->token_url;
-		req.body = form;
-		req.bodylen = len;
+		req.url = g.url != NULL ? g.url : acct->token_url;
+		req.body = g.form;
+		req.bodylen = g.formlen;
 		if (acct->ca != NULL) {
 			req.ca_data = acct->ca->data;
 			req.ca_len = acct->ca->len;
@@ -394,11 +357,15 @@ oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
 		if (req.timeout < 1)
 			req.timeout = 1;
 		req.max_body = MAX_ANSWER;
-		oa2_log(lg, OA2_LOG_DEBUG, "requesting a token for client_id "
-		    "%s from %s", acct->client_id, acct->token_url);
+		if (acct->client_id != NULL)
+			oa2_log(lg, OA2_LOG_DEBUG, "requesting a token for "
+			    "client_id %s from %s", acct->client_id, req.url);
+		else
+			oa2_log(lg, OA2_LOG_DEBUG, "requesting a token for "
+			    "account %s (%s) from %s", acct->match,
+			    acct->kind->name, req.url);
 		r = oa2_http_post(&req, &resp, err);
-		oa2_freezero(form, len + 1);
-		form = NULL;
+		oa2_grant_clear(&g);
 		if (r == 0 && resp.status >= 300 && resp.status < 400)
 			r = redirect_error(resp.status, resp.location, err);
 		else if (r == 0)
@@ -422,6 +389,7 @@ oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
 			;
 		now += (time_t)(elapsed(&t0) + 0.5);
 	}
+ done:
 	if (r == 0)
 		oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, expires "
 		    "in %ld s", acct->match, (long)(out->expires_at - now));

@@ -32,6 +32,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "cred.h"
 #include "http.h"
 #include "jwt.h"
 #include "secret.h"
@@ -1085,7 +1086,7 @@ test_fetch(struct server *sv, char *ca, size_t calen)
 	acct.scope = "https://outlook.office365.com/.default";
 	acct.token_url = url;
 	acct.ca = &blob;
-	acct.cred = OA2_CRED_SECRET;
+	acct.kind = &oa2_cred_secret;
 	acct.client_secret = SECRET;
 	/*
 	 * A transient refusal is retried only when the wait and a second
@@ -1183,7 +1184,7 @@ test_fetch(struct server *sv, char *ca, size_t calen)
 	acct.client_secret = NULL;
 	r = oa2_token_fetch(&acct, &lg, NOW, &tok, &err);
 	ok(r == OA2_ERR_CREDENTIAL, "fetch: no secret refused");
-	acct.cred = 0;
+	acct.kind = NULL;
 	r = oa2_token_fetch(&acct, &lg, NOW, &tok, NULL);
 	ok(r == OA2_ERR_CREDENTIAL, "fetch: no credential kind, NULL err");
 }
@@ -1241,7 +1242,7 @@ test_fetch_cert(struct server *sv, char *ca, size_t calen, const char *dir)
 	acct.token_url = url;
 	acct.ca = &blob;
 	acct.timeout = 10 * slow();
-	acct.cred = OA2_CRED_CERT;
+	acct.kind = &oa2_cred_cert;
 	acct.assertion_alg = OA2_ALG_PS256;
 	acct.assertion_lifetime = 600;
 

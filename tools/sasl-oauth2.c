@@ -33,6 +33,7 @@
 
 #include "cache.h"
 #include "conf.h"
+#include "cred.h"
 #include "error.h"
 #include "jwt.h"
 #include "secret.h"
@@ -45,8 +46,6 @@
 #define OA2_VERSION	PACKAGE_VERSION
 #endif
 
-#define DEFAULT_IMAP	"outlook.office365.com:993"
-#define DEFAULT_SMTP	"smtp.office365.com:587"
 #define LOGIN_TIMEOUT	30L
 #define GREETING_TIMEOUT 10L	/* seconds for each server response */
 #define PROBE_TIMEOUT	10L	/* seconds: connect, then first bytes */
@@ -155,8 +154,11 @@ help(void)
 	    "(cached)\n"
 	    "  test USER          config, credential, token and claims, then "
 	    "a real\n"
-	    "                     IMAP (default %s) and/or SMTP\n"
-	    "                     (default %s) login, explaining failures\n"
+	    "                     IMAP and/or SMTP login (default: the "
+	    "account's\n"
+	    "                     hosts, outlook.office365.com and "
+	    "smtp.office365.com\n"
+	    "                     for Office 365), explaining failures\n"
 	    "  thumbprint CERT    SHA-1 thumbprint as Azure shows it, x5t, "
 	    "x5t#S256\n"
 	    "  certificate new PREFIX [--bits N] [--days N] [--subject CN] "
@@ -167,8 +169,8 @@ help(void)
 	    "the token\n"
 	    "  cache clear [USER] drop cached tokens\n"
 	    "  tunnel imap|pop3 USER [HOST[:PORT]]\n"
-	    "                     log in (default outlook.office365.com:993 "
-	    "or :995;\n"
+	    "                     log in (default the account's host, "
+	    ":993 or :995;\n"
 	    "                     143 and 110: STARTTLS) and relay a "
 	    "pre-authenticated\n"
 	    "                     session on stdin/stdout (fetchmail, mutt, "
@@ -195,7 +197,7 @@ help(void)
 	    "cache\n"
 	    "  -h, --help         this text;  -V, --version  the version\n"
 	    "\nSee sasl-oauth2(1) and sasl-oauth2.conf(5).\n",
-	    DEFAULT_IMAP, DEFAULT_SMTP, OA2_DEFAULT_CONF);
+	    OA2_DEFAULT_CONF);
 	return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
 }
 
@@ -414,7 +416,7 @@ show_next(const struct oa2_account *a, const char *kind, const char *file,
 	}
 	if (!oa2_account_has_next(a))
 		return;
-	if (a->cred == OA2_CRED_SECRET) {
+	if (a->kind == &oa2_cred_secret) {
 		printf("      next: %s%s, loaded; used when the current one "
 		    "is refused\n", kind != NULL && file != NULL ?
 		    "secret file " : "inline next_client_secret",
@@ -436,7 +438,7 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 	struct oa2_config *cfg = NULL;
 	struct oa2_error err;
 	const char **kind = NULL, **file = NULL, **nkind = NULL, **nfile = NULL;
-	char t[64], d[32], why[512];
+	char t[64], d[32], why[512], desc[512];
 	const char *problem;
 	time_t now = time(NULL);
 	size_t i;
@@ -480,9 +482,14 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			verdict = "WARN";
 		if (problem != NULL)
 			verdict = "WARN";
-		printf("%-4s  %s  tenant %s  client %s  ", verdict, a->match,
-		    a->tenant, a->client_id);
-		if (a->cred == OA2_CRED_SECRET) {
+		printf("%-4s  %s  ", verdict, a->match);
+		if (a->kind->flags & OA2_CRED_CLIENT)
+			printf("tenant %s  client %s  ", a->tenant,
+			    a->client_id);
+		if (a->kind != &oa2_cred_secret && a->kind != &oa2_cred_cert) {
+			a->kind->describe(a, desc, sizeof(desc));
+			printf("%s", desc);
+		} else if (a->kind == &oa2_cred_secret) {
 			if (kind[i] != NULL &&
 			    strcmp(kind[i], "client_secret_file") == 0 &&
 			    file[i] != NULL)
@@ -498,12 +505,13 @@ cmd_check_config(const struct opts *o, const struct oa2_log *lg_)
 			    sizeof(t)), fmt_duration((long)(oa2_cert_not_after(
 			    a->cert) - now), d, sizeof(d)));
 		}
-		printf("  token_url %s\n", a->token_url);
+		printf("  token_url %s\n", a->token_url != NULL ?
+		    a->token_url : "(none)");
 		if (problem != NULL)
 			printf("      %s\n", problem);
 		show_next(a, nkind[i], nfile[i], now);
 		if (expiry_lines(a, now, a->expiry_warning, 1) > 0)
-			printf("      %s\n", a->cred == OA2_CRED_CERT ?
+			printf("      %s\n", a->kind == &oa2_cred_cert ?
 			    "the certificate expires soon: make a new one "
 			    "(sasl-oauth2 certificate new), upload it to the "
 			    "app registration, set it as next_certificate" :
@@ -1229,13 +1237,11 @@ struct endpoint {
 	char		url[320];
 };
 
-/* "[scheme://]HOST[:PORT]" or "" (the default) -> an endpoint. */
+/* "[scheme://]HOST[:PORT]" -> an endpoint. */
 static int
 parse_endpoint(const char *proto, const char *arg, struct endpoint *ep)
 {
-	const char *def = strcmp(proto, "IMAP") == 0 ? DEFAULT_IMAP :
-	    DEFAULT_SMTP;
-	const char *s = *arg != '\0' ? arg : def, *colon, *rb;
+	const char *s = arg, *colon, *rb;
 	char *end;
 	int scheme = -1;	/* -1 none, 0 STARTTLS, 1 implicit TLS */
 	size_t hlen;
@@ -1669,17 +1675,25 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 	int r, from = OA2_FROM_SERVER, ex = EX_OK, nep = 0, i, x;
 	const char *path = config_path(o);
 
-	/* Validate the endpoints before anything is asked from anyone. */
-	if (o->imap != NULL && parse_endpoint("IMAP", o->imap,
-	    &eps[nep++]) != 0)
+	/*
+	 * Validate the endpoints before anything is asked from anyone;
+	 * "" (or none) is the account's host, filled in once it is known.
+	 */
+	memset(eps, 0, sizeof(eps));
+	if (o->imap != NULL && *o->imap != '\0' && parse_endpoint("IMAP",
+	    o->imap, &eps[nep]) != 0)
 		return usage("--imap takes [imaps://|imap://]HOST[:PORT], not "
 		    "\"%s\"", o->imap);
-	if (o->smtp != NULL && parse_endpoint("SMTP", o->smtp,
-	    &eps[nep++]) != 0)
+	if (o->imap != NULL)
+		eps[nep++].proto = "IMAP";
+	if (o->smtp != NULL && *o->smtp != '\0' && parse_endpoint("SMTP",
+	    o->smtp, &eps[nep]) != 0)
 		return usage("--smtp takes [smtp://|smtps://]HOST[:PORT], not "
 		    "\"%s\"", o->smtp);
-	if (nep == 0 && !o->no_login)
-		parse_endpoint("IMAP", "", &eps[nep++]);
+	if (o->smtp != NULL)
+		eps[nep++].proto = "SMTP";
+	if (nep == 0)
+		eps[nep++].proto = "IMAP";
 	if (o->no_login)
 		nep = 0;
 
@@ -1723,12 +1737,20 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 	}
 	step("OK", "config %s: account \"%s\" (line %d) matches %s",
 	    cfg->path, a->match, a->line, user);
+	for (i = 0; i < nep; i++)
+		if (eps[i].host[0] == '\0')
+			parse_endpoint(eps[i].proto, strcmp(eps[i].proto,
+			    "IMAP") == 0 ? a->imap_host : a->smtp_host,
+			    &eps[i]);
 
 	/* 2. the credential (loaded and checked with the config) */
-	if (a->cred == OA2_CRED_SECRET)
+	if (a->kind == &oa2_cred_secret)
 		step("OK", "credential: client secret for client %s, tenant %s",
 		    a->client_id, a->tenant);
-	else
+	else if (a->kind != &oa2_cred_cert) {
+		a->kind->describe(a, fix, sizeof(fix));
+		step("OK", "credential: %s", fix);
+	} else
 		step("OK", "credential: certificate %s, thumbprint %s, "
 		    "expires %s (%s), %s assertion", oa2_cert_subject(a->cert),
 		    oa2_cert_sha1_hex(a->cert),
@@ -1741,7 +1763,7 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 		step("WARN", "%s is unusable (%s is used): %s",
 		    oa2_account_cred_name(a, 1), oa2_account_cred_name(a, 0),
 		    a->next_err.msg);
-	else if (oa2_account_has_next(a) && a->cred == OA2_CRED_SECRET)
+	else if (oa2_account_has_next(a) && a->kind == &oa2_cred_secret)
 		step("OK", "next credential: a second client secret, tried "
 		    "when the current one is refused");
 	else if (oa2_account_has_next(a))

@@ -59,7 +59,6 @@
 #define TUN_POP3_LINE		255	/* RFC 2449: a command line, CRLF
 					   included */
 #define TUN_MAX_CHALLENGES	3
-#define TUN_DEFAULT_HOST	"outlook.office365.com"	/* :993, :995 */
 
 struct tun {
 	int		proto;		/* TUN_IMAP or TUN_POP3 */
@@ -1236,7 +1235,8 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 		return usage("--mech takes XOAUTH2 or OAUTHBEARER, not \"%s\"",
 		    o->mech);
 	}
-	if (parse_server(t, argc > 2 ? argv[2] : TUN_DEFAULT_HOST,
+	/* no host: the account's (Office 365's, by default), below */
+	if (argc > 2 && parse_server(t, argv[2],
 	    argc > 3 ? argv[3] : NULL) != 0) {
 		free(t);
 		return usage("tunnel takes HOST[:PORT] or HOST PORT, not "
@@ -1244,7 +1244,8 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 		    argc > 3 ? argv[3] : "");
 	}
 	/* The host goes into the OAUTHBEARER response: checked before a token. */
-	if (oa2_wire_check("server name", t->host, &err) != OA2_OK) {
+	if (argc > 2 && oa2_wire_check("server name", t->host, &err) !=
+	    OA2_OK) {
 		free(t);
 		return usage("%s", err.msg);
 	}
@@ -1266,6 +1267,13 @@ oa2_tunnel(const struct oa2_tunnel_opts *o, const struct oa2_log *lg,
 	}
 	if (acct->broken) {
 		fail(t, EX_CONFIG, "%s", acct->load_err.msg);
+		goto out;
+	}
+	if (argc <= 2 && (parse_server(t, t->proto == TUN_IMAP ?
+	    acct->imap_host : acct->pop_host, NULL) != 0 ||
+	    oa2_wire_check("server name", t->host, &err) != OA2_OK)) {
+		fail(t, EX_SOFTWARE, "account %s names no usable server",
+		    acct->match);
 		goto out;
 	}
 	if ((r = oa2_token_get(acct, lg, &tok, NULL, &err)) != 0) {
