@@ -121,6 +121,7 @@ extern const struct oa2_cred_kind *const oa2_cred_kinds[];
 
 extern const struct oa2_cred_kind oa2_cred_secret;	/* cred-secret.c */
 extern const struct oa2_cred_kind oa2_cred_cert;	/* cred-cert.c */
+extern const struct oa2_cred_kind oa2_cred_msi;		/* cred-msi.c */
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);

@@ -26,7 +26,11 @@ struct oa2_msi {
 	char	*endpoint;	/* managed_identity_endpoint; NULL: environment */
 	int	protocol;	/* OA2_MSI_* for endpoint; 0 without one */
 	char	*header_file;	/* App Service: managed_identity_header_file */
+	char	*header;	/* its value, read at load; a secret */
 	char	*resource;	/* the scope without "/.default" */
+	const char *ca_data;	/* an https:// endpoint's ca_file (the */
+	size_t	ca_len;		/* config's), or NULL: the system's */
+	const char *ca_name;
 };
 
 /* Where a request goes: the endpoint found, and why. */
@@ -42,8 +46,8 @@ struct oa2_msi_target {
  * the environment (IDENTITY_ENDPOINT and IDENTITY_HEADER: App Service;
  * IDENTITY_ENDPOINT and IMDS_ENDPOINT, or an installed Arc agent: Arc;
  * else the instance metadata service), read with secure_getenv (a
- * setuid or setgid program uses none). t->header points into the
- * environment; an App Service header file is read by oa2_msi_fetch.
+ * setuid or setgid program uses none). t->header points into m (the
+ * header file's value, read at load) or the environment.
  */
 int oa2_msi_target(const struct oa2_msi *m, struct oa2_msi_target *t,
     struct oa2_error *err);

@@ -36,6 +36,8 @@
 
 #include <jansson.h>
 
+#include "conf.h"
+#include "cred.h"
 #include "http.h"
 #include "msi.h"
 #include "secret.h"
@@ -83,22 +85,21 @@ oa2_msi_check_endpoint(const char *url, struct oa2_error *err)
 	else if (strncasecmp(url, "http://", 7) == 0)
 		host = url + 7;
 	else
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint must be an http:// or https:// URL");
+		return oa2_seterr(err, OA2_ERR_CONFIG, "an http:// or "
+		    "https:// URL is needed");
 	if (strpbrk(url, " \t\r\n") != NULL || strlen(url) >= 400)
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint must be a URL without blanks, shorter than 400 "
-		    "characters");
+		return oa2_seterr(err, OA2_ERR_CONFIG, "a URL without "
+		    "blanks, shorter than 400 characters, is needed");
 	if (strchr(url, '#') != NULL)
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint must not have a #fragment");
+		return oa2_seterr(err, OA2_ERR_CONFIG, "a URL without "
+		    "a #fragment is needed");
 	if (url[4] == 's' || url[4] == 'S')
 		return OA2_OK;
 	/* host[:port]: a bracketed IPv6 address keeps its colons */
 	end = host + strcspn(host, "/?");
 	if (memchr(host, '@', (size_t)(end - host)) != NULL)
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint must not carry a user name or password");
+		return oa2_seterr(err, OA2_ERR_CONFIG, "a URL without a "
+		    "user name or password is needed");
 	if (*host == '[') {
 		const char *rb = memchr(host, ']', (size_t)(end - host));
 
@@ -109,20 +110,19 @@ oa2_msi_check_endpoint(const char *url, struct oa2_error *err)
 		n = (size_t)((colon != NULL ? colon : end) - host);
 	}
 	if (n == 0 || n >= sizeof(h))
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint has no host");
+		return oa2_seterr(err, OA2_ERR_CONFIG, "the URL has no "
+		    "host");
 	memcpy(h, host, n);
 	h[n] = '\0';
 	if (oa2_http_local_address(h) == 0) {
 		char s[80];
 
 		oa2_sanitize(s, sizeof(s), h, n, 60);
-		return oa2_seterr(err, OA2_ERR_CONFIG, "managed_identity_"
-		    "endpoint is plain http:// to %s, which is neither "
-		    "loopback nor link-local: http:// is allowed only to the "
-		    "host itself (App Service, the Arc agent) or "
-		    "169.254.169.254 (IMDS); use https:// for anything else",
-		    s);
+		return oa2_seterr(err, OA2_ERR_CONFIG, "plain http:// to "
+		    "%s, which is neither loopback nor link-local, is "
+		    "refused: http:// is allowed only to the host itself "
+		    "(App Service, the Arc agent) or 169.254.169.254 (IMDS); "
+		    "use https:// for anything else", s);
 	}
 	return OA2_OK;
 }
@@ -143,10 +143,12 @@ oa2_msi_target(const struct oa2_msi *m, struct oa2_msi_target *t,
     struct oa2_error *err)
 {
 	const char *ie, *ih, *imds;
+	struct oa2_error bad;
 
 	memset(t, 0, sizeof(*t));
 	if (m->endpoint != NULL) {
 		t->protocol = m->protocol;
+		t->header = m->header;
 		t->source = "managed_identity_endpoint";
 		return set_url(t, m->endpoint, err);
 	}
@@ -170,9 +172,9 @@ oa2_msi_target(const struct oa2_msi *m, struct oa2_msi_target *t,
 		t->source = "no IDENTITY_ENDPOINT in the environment";
 		return set_url(t, IMDS_URL, err);
 	}
-	if (oa2_msi_check_endpoint(ie, err) != 0)
+	if (oa2_msi_check_endpoint(ie, &bad) != 0)
 		return oa2_seterr(err, OA2_ERR_CONFIG, "IDENTITY_ENDPOINT in "
-		    "the environment: %s", err->msg);
+		    "the environment: %s", bad.msg);
 	return set_url(t, ie, err);
 }
 
@@ -527,12 +529,15 @@ valid_header_value(const char *v)
 
 /* One GET of url with headers; the answer in resp. */
 static int
-get(const char *url, const char *const *headers, long timeout,
-    struct oa2_http_response *resp, struct oa2_error *err)
+get(const struct oa2_msi *m, const char *url, const char *const *headers,
+    long timeout, struct oa2_http_response *resp, struct oa2_error *err)
 {
 	struct oa2_http_request req;
 
 	memset(&req, 0, sizeof(req));
+	req.ca_data = m->ca_data;
+	req.ca_len = m->ca_len;
+	req.ca_name = m->ca_name;
 	req.url = url;
 	req.method = OA2_HTTP_GET;
 	req.headers = headers;
@@ -567,7 +572,7 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 	struct oa2_msi_target t;
 	struct timespec t0;
 	const char *hdrs[3] = { NULL, NULL, NULL };
-	char *url = NULL, *h0 = NULL, *h1 = NULL, *hval = NULL, *key = NULL;
+	char *url = NULL, *h0 = NULL, *h1 = NULL, *key = NULL;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -586,21 +591,14 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 		goto out;
 	if (t.protocol == OA2_MSI_APP_SERVICE) {
 		if (t.header == NULL) {
-			if (m->header_file == NULL) {
-				r = oa2_seterr(err, OA2_ERR_CONFIG, "the App "
-				    "Service endpoint needs "
-				    "managed_identity_header_file");
-				goto out;
-			}
-			if ((r = oa2_read_secret_file(m->header_file,
-			    "managed_identity_header_file", &hval, err)) != 0)
-				goto out;
-			t.header = hval;
+			r = oa2_seterr(err, OA2_ERR_CONFIG, "the App Service "
+			    "endpoint needs managed_identity_header_file");
+			goto out;
 		}
 		if (!valid_header_value(t.header)) {
 			r = oa2_seterr(err, OA2_ERR_CONFIG, "the App Service "
 			    "identity header (from %s) holds control "
-			    "characters", hval != NULL ?
+			    "characters", t.header == m->header ?
 			    "managed_identity_header_file" : "IDENTITY_HEADER");
 			goto out;
 		}
@@ -615,7 +613,7 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 	oa2_log(lg, OA2_LOG_DEBUG, "requesting a managed-identity token from "
 	    "%s at %s (found through %s)", oa2_msi_protocol_name(t.protocol),
 	    t.url, t.source);
-	if ((r = get(url, hdrs, timeout, &resp, err)) != 0) {
+	if ((r = get(m, url, hdrs, timeout, &resp, err)) != 0) {
 		r = unreachable(&t, err);
 		goto out;
 	}
@@ -631,7 +629,7 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 		}
 		snprintf(h1, strlen(key) + 22, "Authorization: Basic %s", key);
 		hdrs[1] = h1;
-		if ((r = get(url, hdrs, timeout - (long)elapsed(&t0), &resp,
+		if ((r = get(m, url, hdrs, timeout - (long)elapsed(&t0), &resp,
 		    err)) != 0) {
 			r = unreachable(&t, err);
 			goto out;
@@ -648,7 +646,6 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 	free(url);
 	oa2_freezero_str(&h0);
 	oa2_freezero_str(&h1);
-	oa2_freezero_str(&hval);
 	oa2_freezero_str(&key);
 	return r;
 }
@@ -661,6 +658,233 @@ oa2_msi_clear(struct oa2_msi *m)
 	free(m->identity);
 	free(m->endpoint);
 	free(m->header_file);
+	oa2_freezero_str(&m->header);
 	free(m->resource);
 	memset(m, 0, sizeof(*m));
 }
+
+/* ------------------------------------------------------------------ */
+/* The credential source (include/cred.h)                             */
+
+static const char *const keys[] = { "managed_identity", NULL };
+static const char *const more_keys[] = {
+	"managed_identity_endpoint", "managed_identity_protocol",
+	"managed_identity_header_file", NULL
+};
+
+/* A client id: a GUID, 8-4-4-4-12 hex digits. */
+static int
+is_guid(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != 36)
+		return 0;
+	for (i = 0; i < 36; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' :
+		    !isxdigit((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* The port of an http(s) URL, or 0 when it names none. */
+static long
+url_port(const char *url)
+{
+	const char *h = strstr(url, "://"), *end, *c;
+	char *e;
+	long p;
+
+	if (h == NULL)
+		return 0;
+	h += 3;
+	end = h + strcspn(h, "/?#");
+	if (*h == '[' && (h = memchr(h, ']', (size_t)(end - h))) == NULL)
+		return 0;
+	if ((c = memchr(h, ':', (size_t)(end - h))) == NULL)
+		return 0;
+	errno = 0;
+	p = strtol(c + 1, &e, 10);
+	return errno == 0 && e == end && p > 0 && p < 65536 ? p : 0;
+}
+
+static int
+msi_load(struct oa2_loader *ld, const config_setting_t *g,
+    struct oa2_account *a)
+{
+	const char *id = NULL, *ep = NULL, *proto = NULL, *hf = NULL;
+	const config_setting_t *s;
+	struct oa2_msi *m;
+	size_t n;
+	int r;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+	a->data = m;
+	if ((r = oa2_conf_string(ld, g, "managed_identity", &id)) != 0 ||
+	    (r = oa2_conf_string(ld, g, "managed_identity_endpoint",
+	    &ep)) != 0 ||
+	    (r = oa2_conf_string(ld, g, "managed_identity_protocol",
+	    &proto)) != 0 ||
+	    (r = oa2_conf_string(ld, g, "managed_identity_header_file",
+	    &hf)) != 0)
+		return r;
+	s = config_setting_get_member(g, "managed_identity");
+	if (strcmp(id, "system") != 0) {
+		if (!is_guid(id))
+			return oa2_conf_fail(ld, s, OA2_ERR_CONFIG, "account "
+			    "\"%s\": managed_identity is \"system\" or the "
+			    "client id (a GUID) of a user-assigned identity",
+			    a->match);
+		if ((m->identity = strdup(id)) == NULL)
+			goto nomem;
+	}
+	if (ep == NULL && (proto != NULL || hf != NULL))
+		return oa2_conf_fail(ld, config_setting_get_member(g,
+		    proto != NULL ? "managed_identity_protocol" :
+		    "managed_identity_header_file"), OA2_ERR_CONFIG,
+		    "account \"%s\": %s goes with managed_identity_endpoint",
+		    a->match, proto != NULL ? "managed_identity_protocol" :
+		    "managed_identity_header_file");
+	if (ep != NULL) {
+		s = config_setting_get_member(g, "managed_identity_endpoint");
+		if ((r = oa2_msi_check_endpoint(ep, ld->err)) != 0)
+			return oa2_conf_fail_wrap(ld, s, r);
+		if ((m->endpoint = strdup(ep)) == NULL)
+			goto nomem;
+		/* the protocol follows from the form (sasl-oauth2.conf(5)) */
+		if (proto == NULL)
+			m->protocol = hf != NULL ? OA2_MSI_APP_SERVICE :
+			    url_port(ep) == 40342 ? OA2_MSI_ARC : OA2_MSI_IMDS;
+		else if (strcmp(proto, "imds") == 0)
+			m->protocol = OA2_MSI_IMDS;
+		else if (strcmp(proto, "app-service") == 0)
+			m->protocol = OA2_MSI_APP_SERVICE;
+		else if (strcmp(proto, "arc") == 0)
+			m->protocol = OA2_MSI_ARC;
+		else
+			return oa2_conf_fail(ld, config_setting_get_member(g,
+			    "managed_identity_protocol"), OA2_ERR_CONFIG,
+			    "managed_identity_protocol is \"imds\", "
+			    "\"app-service\" or \"arc\"");
+		if ((m->protocol == OA2_MSI_APP_SERVICE) != (hf != NULL))
+			return oa2_conf_fail(ld, config_setting_get_member(g,
+			    hf != NULL ? "managed_identity_header_file" :
+			    "managed_identity_endpoint"), OA2_ERR_CONFIG,
+			    "account \"%s\": %s", a->match, hf != NULL ?
+			    "managed_identity_header_file is for the App "
+			    "Service protocol only" : "the App Service "
+			    "protocol needs managed_identity_header_file (a "
+			    "private file holding IDENTITY_HEADER's value)");
+		if (m->protocol == OA2_MSI_ARC && m->identity != NULL)
+			return oa2_conf_fail(ld, config_setting_get_member(g,
+			    "managed_identity"), OA2_ERR_CONFIG, "account "
+			    "\"%s\": the Azure Arc agent serves only the "
+			    "machine's system-assigned identity: set "
+			    "managed_identity = \"system\"", a->match);
+	}
+	if (hf != NULL) {
+		s = config_setting_get_member(g,
+		    "managed_identity_header_file");
+		if ((m->header_file = strdup(hf)) == NULL)
+			goto nomem;
+		if ((r = oa2_read_secret_file(hf, "managed_identity_header_"
+		    "file", &m->header, ld->err)) != 0)
+			return oa2_conf_fail_wrap(ld, s, r);
+		if (!valid_header_value(m->header))
+			return oa2_conf_fail(ld, s, OA2_ERR_CONFIG,
+			    "managed_identity_header_file holds control "
+			    "characters");
+	}
+	/* the resource is the scope without "/.default" */
+	n = strlen(a->scope);
+	if (n > 9 && strcmp(a->scope + n - 9, "/.default") == 0)
+		n -= 9;
+	if ((m->resource = strndup(a->scope, n)) == NULL)
+		goto nomem;
+	if (a->ca != NULL) {
+		m->ca_data = a->ca->data;
+		m->ca_len = a->ca->len;
+		m->ca_name = a->ca->path;
+	}
+	free(a->token_url);
+	if ((a->token_url = strdup(m->endpoint != NULL ? m->endpoint :
+	    "(the managed-identity endpoint of the environment)")) == NULL)
+		goto nomem;
+	return OA2_OK;
+ nomem:
+	return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
+}
+
+static void
+msi_clear(struct oa2_account *a)
+{
+	struct oa2_msi *m = a->data;
+
+	oa2_msi_clear(m);
+	free(m);
+	a->data = NULL;
+}
+
+/* The identity and the endpoint name the token; the header does not. */
+static int
+msi_cache_id(const struct oa2_account *a, EVP_MD_CTX *ctx)
+{
+	const struct oa2_msi *m = a->data;
+	const char *id = m->identity != NULL ? m->identity : "system";
+	const char *ep = m->endpoint != NULL ? m->endpoint : "";
+	char proto = (char)('0' + m->protocol);
+
+	return EVP_DigestUpdate(ctx, "managed-identity", 17) &&
+	    EVP_DigestUpdate(ctx, id, strlen(id) + 1) &&
+	    EVP_DigestUpdate(ctx, ep, strlen(ep) + 1) &&
+	    EVP_DigestUpdate(ctx, &proto, 1);
+}
+
+static int
+msi_fetch(const struct oa2_account *a, const char *mailbox,
+    const struct oa2_log *lg, time_t now, long timeout,
+    struct oa2_token *out, long *code, struct oa2_error *err)
+{
+	(void)mailbox;
+	*code = 0;
+	if (a->data == NULL)
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL, "account %s has no "
+		    "usable managed identity", a->match);
+	return oa2_msi_fetch(a->data, lg, now, timeout, out, err);
+}
+
+/*
+ * "managed identity (system-assigned) from the instance metadata
+ * service at URL (found through ...)", or why no endpoint was found.
+ */
+static void
+msi_describe(const struct oa2_account *a, char *buf, size_t len)
+{
+	const struct oa2_msi *m = a->data;
+	struct oa2_msi_target t;
+	struct oa2_error e;
+	char who[80];
+
+	if (m == NULL) {
+		snprintf(buf, len, "managed identity (not loaded)");
+		return;
+	}
+	if (m->identity != NULL)
+		snprintf(who, sizeof(who), "user-assigned, client id %s",
+		    m->identity);
+	else
+		snprintf(who, sizeof(who), "system-assigned");
+	if (oa2_msi_target(m, &t, &e) != 0)
+		snprintf(buf, len, "managed identity (%s), no endpoint: %s",
+		    who, e.msg);
+	else
+		snprintf(buf, len, "managed identity (%s) from %s at %s "
+		    "(found through %s)", who,
+		    oa2_msi_protocol_name(t.protocol), t.url, t.source);
+}
+
+const struct oa2_cred_kind oa2_cred_msi = {
+	"managed identity", keys, more_keys, 0,
+	msi_load, msi_clear, msi_cache_id, NULL, msi_fetch, msi_describe
+};
