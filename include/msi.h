@@ -38,7 +38,7 @@ struct oa2_msi_target {
 	int		protocol;	/* OA2_MSI_* */
 	char		url[512];	/* without the query */
 	const char	*header;	/* App Service: the header value; or NULL */
-	const char	*source;	/* "managed_identity_endpoint", ... */
+	const char	*source;	/* "from managed_identity_endpoint", ... */
 };
 
 /*

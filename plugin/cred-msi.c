@@ -149,7 +149,7 @@ oa2_msi_target(const struct oa2_msi *m, struct oa2_msi_target *t,
 	if (m->endpoint != NULL) {
 		t->protocol = m->protocol;
 		t->header = m->header;
-		t->source = "managed_identity_endpoint";
+		t->source = "from managed_identity_endpoint";
 		return set_url(t, m->endpoint, err);
 	}
 	ie = secure_getenv("IDENTITY_ENDPOINT");
@@ -158,18 +158,19 @@ oa2_msi_target(const struct oa2_msi *m, struct oa2_msi_target *t,
 	if (ie != NULL && *ie != '\0' && ih != NULL && *ih != '\0') {
 		t->protocol = OA2_MSI_APP_SERVICE;
 		t->header = ih;
-		t->source = "IDENTITY_ENDPOINT and IDENTITY_HEADER";
+		t->source = "from IDENTITY_ENDPOINT and IDENTITY_HEADER";
 	} else if (ie != NULL && *ie != '\0' && imds != NULL &&
 	    *imds != '\0') {
 		t->protocol = OA2_MSI_ARC;
-		t->source = "IDENTITY_ENDPOINT and IMDS_ENDPOINT";
+		t->source = "from IDENTITY_ENDPOINT and IMDS_ENDPOINT";
 	} else if (access(ARC_HIMDS, F_OK) == 0) {
 		t->protocol = OA2_MSI_ARC;
-		t->source = "the Arc agent installed at " ARC_HIMDS;
+		t->source = "the Arc agent is installed: " ARC_HIMDS;
 		return set_url(t, ARC_URL, err);
 	} else {
 		t->protocol = OA2_MSI_IMDS;
-		t->source = "no IDENTITY_ENDPOINT in the environment";
+		t->source = "the default: no IDENTITY_ENDPOINT in the "
+		    "environment";
 		return set_url(t, IMDS_URL, err);
 	}
 	if (oa2_msi_check_endpoint(ie, &bad) != 0)
@@ -556,8 +557,8 @@ unreachable(const struct oa2_msi_target *t, struct oa2_error *err)
 	if (err->code != OA2_ERR_NETWORK)
 		return err->code;
 	memcpy(was, err->msg, sizeof(was));
-	return oa2_seterr(err, OA2_ERR_NETWORK, "%s (found through %s) did "
-	    "not answer: %s; %s", oa2_msi_protocol_name(t->protocol),
+	return oa2_seterr(err, OA2_ERR_NETWORK, "%s (%s) did not answer: "
+	    "%s; %s", oa2_msi_protocol_name(t->protocol),
 	    t->source, was, t->protocol == OA2_MSI_ARC ? "is the Arc agent "
 	    "(himds) running?" : t->protocol == OA2_MSI_IMDS ? "is this "
 	    "host an Azure VM?" : "is this an App Service with a managed "
@@ -582,7 +583,7 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 		goto out;
 	if (t.protocol == OA2_MSI_ARC && m->identity != NULL) {
 		r = oa2_seterr(err, OA2_ERR_CONFIG, "the Azure Arc agent "
-		    "(found through %s) serves only the machine's "
+		    "(%s) serves only the machine's "
 		    "system-assigned identity: set managed_identity = "
 		    "\"system\"", t.source);
 		goto out;
@@ -611,7 +612,7 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 	} else
 		hdrs[0] = "Metadata: true";
 	oa2_log(lg, OA2_LOG_DEBUG, "requesting a managed-identity token from "
-	    "%s at %s (found through %s)", oa2_msi_protocol_name(t.protocol),
+	    "%s at %s (%s)", oa2_msi_protocol_name(t.protocol),
 	    t.url, t.source);
 	if ((r = get(m, url, hdrs, timeout, &resp, err)) != 0) {
 		r = unreachable(&t, err);
@@ -856,7 +857,7 @@ msi_fetch(const struct oa2_account *a, const char *mailbox,
 
 /*
  * "managed identity (system-assigned) from the instance metadata
- * service at URL (found through ...)", or why no endpoint was found.
+ * service at URL (from ...)", or why no endpoint was found.
  */
 static void
 msi_describe(const struct oa2_account *a, char *buf, size_t len)
@@ -880,7 +881,7 @@ msi_describe(const struct oa2_account *a, char *buf, size_t len)
 		    who, e.msg);
 	else
 		snprintf(buf, len, "managed identity (%s) from %s at %s "
-		    "(found through %s)", who,
+		    "(%s)", who,
 		    oa2_msi_protocol_name(t.protocol), t.url, t.source);
 }
 

@@ -108,7 +108,7 @@ check "no request was refused by the stand-in" \
 
 # --- what `test` says
 run test-imds test imds@contoso.com --no-login
-expect test-imds 0 out "credential: managed identity (system-assigned) from the instance metadata service (IMDS) at $IMDS (found through managed_identity_endpoint)" \
+expect test-imds 0 out "credential: managed identity (system-assigned) from the instance metadata service (IMDS) at $IMDS (from managed_identity_endpoint)" \
 	"test names the endpoint it found and how"
 run test-app test app@contoso.com --no-login --no-cache
 expect test-app 0 out "from the App Service identity endpoint at http://localhost:$P/app/token" \
@@ -123,7 +123,7 @@ expect check 78 err "uses a managed identity: it takes no tenant" \
 
 # --- faults, through the command (each a sentence, exit code not 0)
 run down test down@contoso.com --no-login
-expect down 75 out "did not answer: connection to the token endpoint 127.0.0.1:$DOWN refused; is this host an Azure VM?" \
+expect down 75 out "(from managed_identity_endpoint) did not answer: connection to the token endpoint 127.0.0.1:$DOWN refused; is this host an Azure VM?" \
 	"endpoint down: not on Azure, said as such"
 printf '{"mode": "no_identity"}\n' > "$T/msid.control"
 run noid token noid@contoso.com

@@ -342,7 +342,7 @@ test_target(void)
 	ok(r == 0 && t.protocol == OA2_MSI_APP_SERVICE,
 	    "IDENTITY_ENDPOINT and IDENTITY_HEADER: App Service");
 	is_str(t.header, "h", "App Service: the header from the environment");
-	is_str(t.source, "IDENTITY_ENDPOINT and IDENTITY_HEADER",
+	is_str(t.source, "from IDENTITY_ENDPOINT and IDENTITY_HEADER",
 	    "App Service: found through");
 	unsetenv("IDENTITY_HEADER");
 	setenv("IMDS_ENDPOINT", "http://localhost:40342", 1);
@@ -361,7 +361,7 @@ test_target(void)
 	r = oa2_msi_target(&m, &t, &err);
 	ok(r == 0 && t.protocol == OA2_MSI_IMDS &&
 	    strcmp(t.url, m.endpoint) == 0 &&
-	    strcmp(t.source, "managed_identity_endpoint") == 0,
+	    strcmp(t.source, "from managed_identity_endpoint") == 0,
 	    "managed_identity_endpoint wins over the environment");
 	unsetenv("IDENTITY_ENDPOINT");
 	unsetenv("IMDS_ENDPOINT");
