@@ -82,6 +82,47 @@ ln -sf "$PLUGIN" "$T/plugins/libsasl-oauth2.so"
 export SASL_PATH="$T/plugins:$SYSPLUGINS"
 reqs() { grep -c "protocol=$1 identity=$2 result=$3" "$T/msid.log" || true; }
 
+# --- the stand-in is as strict as the endpoints it stands for
+"$PYTHON3" - "$P" "$HEADER" "$UA_ID" > "$T/probe.out" 2>&1 <<'PY' || true
+import sys, urllib.request, urllib.error
+port, header, ua = sys.argv[1], sys.argv[2], sys.argv[3]
+base = "http://127.0.0.1:%s" % port
+R = "resource=https%3A%2F%2Foutlook.office365.com"
+def get(path, headers):
+    req = urllib.request.Request(base + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+imds = "/imds/metadata/identity/oauth2/token?api-version=2018-02-01&" + R
+cases = [
+    ("imds ok", imds, {"Metadata": "true"}, 200, "access_token"),
+    ("imds no Metadata", imds, {}, 400, "Required metadata header"),
+    ("imds Metadata: True", imds, {"Metadata": "True"}, 400, "metadata"),
+    ("imds X-Forwarded-For", imds, {"Metadata": "true", "X-Forwarded-For": "10.0.0.1"}, 400, "X-Forwarded-For"),
+    ("imds no api-version", "/imds/metadata/identity/oauth2/token?" + R, {"Metadata": "true"}, 400, "api-version"),
+    ("imds wrong resource", "/imds/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com", {"Metadata": "true"}, 400, "AADSTS500011"),
+    ("imds unknown client_id", imds + "&client_id=00000000-0000-0000-0000-000000000000", {"Metadata": "true"}, 400, "Identity not found"),
+    ("imds known client_id", imds + "&client_id=" + ua, {"Metadata": "true"}, 200, "access_token"),
+    ("app no header", "/app/token?api-version=2019-08-01&" + R, {}, 401, "X-IDENTITY-HEADER"),
+    ("app wrong header", "/app/token?api-version=2019-08-01&" + R, {"X-IDENTITY-HEADER": "x"}, 401, "X-IDENTITY-HEADER"),
+    ("app old api-version", "/app/token?api-version=2017-09-01&" + R, {"X-IDENTITY-HEADER": header}, 400, "2019-08-01"),
+    ("app ok", "/app/token?api-version=2019-08-01&" + R, {"X-IDENTITY-HEADER": header}, 200, "expires_on"),
+    ("arc wrong key", "/arc/metadata/identity/oauth2/token?api-version=2020-06-01&" + R, {"Metadata": "true", "Authorization": "Basic guessed"}, 401, "invalid key"),
+    ("arc user-assigned", "/arc/metadata/identity/oauth2/token?api-version=2020-06-01&client_id=" + ua + "&" + R, {"Metadata": "true"}, 400, "not supported"),
+]
+for name, path, headers, status, text in cases:
+    got, body = get(path, headers)
+    print("%s %s" % ("ok" if got == status and text in body else "BAD", name), got)
+PY
+if grep -q '^BAD' "$T/probe.out" || [ "$(grep -c '^ok' "$T/probe.out")" != 14 ]; then
+	fail "the stand-in refuses what the real endpoints refuse"; cat "$T/probe.out"
+else
+	pass "the stand-in refuses what the real endpoints refuse (14 probes)"
+fi
+: > "$T/msid.log"
+
 # --- logins through the real clients, one per endpoint kind and client
 login_pair() { # login_pair USER PROTOCOL IDENTITY WHAT
 	before=$(reqs "$2" "$3" ok)
