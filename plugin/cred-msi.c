@@ -565,19 +565,74 @@ unreachable(const struct oa2_msi_target *t, struct oa2_error *err)
 	    "identity?");
 }
 
+/*
+ * One attempt: the request (and, for Arc, the challenge round) and the
+ * answer parsed; *wait is the answer's Retry-After, or -1.
+ */
+static int
+attempt(const struct oa2_msi *m, const struct oa2_msi_target *t,
+    const char *url, const char *const *first, const struct timespec *t0,
+    time_t now, long timeout, struct oa2_token *out, long *wait,
+    struct oa2_error *err)
+{
+	struct oa2_http_response resp;
+	const char *hdrs[3] = { NULL, NULL, NULL };
+	char *h1 = NULL, *key = NULL;
+	int r;
+
+	memset(&resp, 0, sizeof(resp));
+	*wait = -1;
+	hdrs[0] = first[0];
+	if ((r = get(m, url, hdrs, timeout - (long)elapsed(t0), &resp,
+	    err)) != 0) {
+		r = unreachable(t, err);
+		goto out;
+	}
+	if (t->protocol == OA2_MSI_ARC && resp.status == 401) {
+		if ((r = oa2_msi_arc_key(oa2_msi_arc_dir(),
+		    resp.www_authenticate, &key, err)) != 0)
+			goto out;
+		oa2_http_response_clear(&resp);
+		/* the key as it is: the agent compares it, no base64 */
+		if ((h1 = malloc(strlen(key) + 22)) == NULL) {
+			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		snprintf(h1, strlen(key) + 22, "Authorization: Basic %s", key);
+		hdrs[1] = h1;
+		if ((r = get(m, url, hdrs, timeout - (long)elapsed(t0), &resp,
+		    err)) != 0) {
+			r = unreachable(t, err);
+			goto out;
+		}
+	}
+	*wait = resp.retry_after;
+	r = oa2_msi_parse(t->protocol, m->identity, resp.status, resp.body,
+	    resp.len, now, out, err);
+ out:
+	oa2_http_response_clear(&resp);
+	oa2_freezero_str(&h1);
+	oa2_freezero_str(&key);
+	return r;
+}
+
+/*
+ * One token request, and one more after a transient refusal (IMDS
+ * answers 429, 5xx, and 404 or 410 while it is updating) when the wait
+ * (Retry-After, else 1 s) and another request fit within the timeout.
+ */
 int
 oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
     time_t now, long timeout, struct oa2_token *out, struct oa2_error *err)
 {
-	struct oa2_http_response resp;
 	struct oa2_msi_target t;
-	struct timespec t0;
-	const char *hdrs[3] = { NULL, NULL, NULL };
-	char *url = NULL, *h0 = NULL, *h1 = NULL, *key = NULL;
-	int r;
+	struct timespec t0, ts;
+	const char *first[1] = { "Metadata: true" };
+	char *url = NULL, *h0 = NULL;
+	long wait;
+	int r, n;
 
 	memset(out, 0, sizeof(*out));
-	memset(&resp, 0, sizeof(resp));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((r = oa2_msi_target(m, &t, err)) != 0)
 		goto out;
@@ -608,46 +663,34 @@ oa2_msi_fetch(const struct oa2_msi *m, const struct oa2_log *lg,
 			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		hdrs[0] = h0;
-	} else
-		hdrs[0] = "Metadata: true";
-	oa2_log(lg, OA2_LOG_DEBUG, "requesting a managed-identity token from "
-	    "%s at %s (%s)", oa2_msi_protocol_name(t.protocol),
-	    t.url, t.source);
-	if ((r = get(m, url, hdrs, timeout, &resp, err)) != 0) {
-		r = unreachable(&t, err);
-		goto out;
+		first[0] = h0;
 	}
-	if (t.protocol == OA2_MSI_ARC && resp.status == 401) {
-		if ((r = oa2_msi_arc_key(oa2_msi_arc_dir(),
-		    resp.www_authenticate, &key, err)) != 0)
-			goto out;
-		oa2_http_response_clear(&resp);
-		/* the key as it is: the agent compares it, no base64 */
-		if ((h1 = malloc(strlen(key) + 22)) == NULL) {
-			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		snprintf(h1, strlen(key) + 22, "Authorization: Basic %s", key);
-		hdrs[1] = h1;
-		if ((r = get(m, url, hdrs, timeout - (long)elapsed(&t0), &resp,
-		    err)) != 0) {
-			r = unreachable(&t, err);
-			goto out;
-		}
+	for (n = 0; n < 2; n++) {
+		oa2_log(lg, OA2_LOG_DEBUG, "requesting a managed-identity "
+		    "token from %s at %s (%s)",
+		    oa2_msi_protocol_name(t.protocol), t.url, t.source);
+		r = attempt(m, &t, url, first, &t0, now, timeout, out, &wait,
+		    err);
+		if (wait < 0 || wait > 60)
+			wait = 1;
+		if (r != OA2_ERR_TRANSIENT || n == 1 ||
+		    elapsed(&t0) + (double)wait + 1 >= (double)timeout)
+			break;
+		oa2_log(lg, OA2_LOG_WARNING, "%s; retrying in %ld s", err->msg,
+		    wait);
+		ts.tv_sec = wait;
+		ts.tv_nsec = 0;
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		now += (time_t)(elapsed(&t0) + 0.5);
 	}
-	r = oa2_msi_parse(t.protocol, m->identity, resp.status, resp.body,
-	    resp.len, now, out, err);
 	if (r == 0)
 		oa2_log(lg, OA2_LOG_INFO, "got a managed-identity token from "
 		    "%s, expires in %ld s", oa2_msi_protocol_name(t.protocol),
 		    (long)(out->expires_at - now));
  out:
-	oa2_http_response_clear(&resp);
 	free(url);
 	oa2_freezero_str(&h0);
-	oa2_freezero_str(&h1);
-	oa2_freezero_str(&key);
 	return r;
 }
 

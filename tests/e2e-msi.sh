@@ -189,6 +189,18 @@ run big token arcfault@contoso.com
 expect big 78 err "holds 5043 bytes; a key is 1 to 4096" \
 	"Arc: a key file over 4 KB is refused"
 : > "$T/msid.control"
+printf '{"mode": "503", "count": 1}\n' > "$T/msid.control"
+rm -rf "$T/cache"
+run retry token imds@contoso.com
+expect retry 0 err "refused the token request (HTTP 503): service_unavailable: busy; retrying in 1 s" \
+	"a transient refusal (503) is retried once, after Retry-After"
+check "503, then a token" sh -c "tail -n 2 '$T/msid.log' | grep -q 'result=503' &&
+	tail -n 1 '$T/msid.log' | grep -q 'result=ok'"
+printf '{"mode": "503"}\n' > "$T/msid.control"
+rm -rf "$T/cache"
+run busy token imds@contoso.com
+expect busy 75 err "refused the token request (HTTP 503)" "503 twice: a transient failure, said so"
+: > "$T/msid.control"
 n=$(wc -l < "$T/msid.log")
 run farname token farname@contoso.com
 expect farname 78 err "is plain http:// but its address 192.0.2.1 is neither loopback nor link-local" \

@@ -27,7 +27,9 @@ test Dovecot validates (as tests/tokend.py issues them). One line per
 request goes to --log (protocol, identity, result: never a key or a
 token). A control file, re-read on every request, selects fault modes:
 {"mode": "no_identity" | "arc_realm_outside" | "arc_key_big" |
-"arc_no_challenge" | "503" | "expires_on_string" | "redirect"}.
+"arc_no_challenge" | "503" | "expires_on_string" | "redirect",
+"count": N}; with "count", the fault applies to the next N requests
+only: "503" with count 1 is one transient failure, then success.
 """
 
 import argparse
@@ -59,15 +61,28 @@ class Msi:
         self.control_path = control_path
         self.lock = threading.Lock()
         self.arc_keys = {}          # key -> path, issued and not yet used
+        self.faults = {}
         with open(conf["issuer_key"], "rb") as f:
             self.issuer = serialization.load_pem_private_key(f.read(), None)
 
     def mode(self):
+        """The fault mode for this request; with "count", for the next
+        N requests only (counted per content of the control file)."""
         try:
             with open(self.control_path) as f:
-                return str(json.load(f).get("mode", ""))
+                text = f.read()
+            ctl = json.loads(text)
+            mode = str(ctl.get("mode", ""))
+            count = ctl.get("count")
         except (OSError, ValueError, AttributeError):
             return ""
+        if mode and isinstance(count, int):
+            with self.lock:
+                used = self.faults.get(text, 0)
+                if used >= count:
+                    return ""
+                self.faults[text] = used + 1
+        return mode
 
     def log(self, proto, identity, result):
         with self.lock, open(self.log_path, "a") as f:
@@ -290,7 +305,8 @@ def make_handler(msi):
             if mode == "503":
                 msi.log(proto, ident, "503")
                 return self.send(503, {"error": "service_unavailable",
-                                       "error_description": "busy"})
+                                       "error_description": "busy"},
+                                 [("Retry-After", "1")])
             if mode == "redirect":
                 msi.log(proto, ident, "redirect")
                 return self.send(302, {}, [("Location",
