@@ -154,7 +154,14 @@ check_loaded(struct oa2_config *cfg)
 		/* a client's tenant and id, and only a client's */
 		fuzz_assert((a->tenant != NULL && a->client_id != NULL) ==
 		    ((a->kind->flags & OA2_CRED_CLIENT) != 0));
-		fuzz_assert(strncmp(a->token_url, "https://", 8) == 0);
+		/* a managed identity's endpoint may be local http:// */
+		if (a->kind == &oa2_cred_msi)
+			fuzz_assert(a->data != NULL &&
+			    (strncmp(a->token_url, "https://", 8) == 0 ||
+			    strncmp(a->token_url, "http://", 7) == 0 ||
+			    a->token_url[0] == '('));
+		else
+			fuzz_assert(strncmp(a->token_url, "https://", 8) == 0);
 		fuzz_assert(strlen(a->cache_key) == 32 &&
 		    strspn(a->cache_key, "0123456789abcdef") == 32);
 		fuzz_assert(a->cache_dir == NULL || a->cache_dir[0] == '/');

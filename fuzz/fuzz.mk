@@ -17,7 +17,7 @@ CLANG = clang
 FUZZ_SECONDS = 60
 FUZZ_TIMEOUT = 10
 FUZZ_ARGS =
-FUZZ_TARGETS = token challenge config cert
+FUZZ_TARGETS = token challenge config cert msi
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-Wall -Wextra -Wshadow -Wno-unused-parameter \
@@ -25,7 +25,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer \
 	-I. -I$(top_srcdir)/include \
 	$(CRYPTO_CFLAGS) $(CURL_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS)
 FUZZ_PROGS = fuzz/out/fuzz-token fuzz/out/fuzz-challenge \
-	fuzz/out/fuzz-config fuzz/out/fuzz-cert
+	fuzz/out/fuzz-config fuzz/out/fuzz-cert fuzz/out/fuzz-msi
 FUZZ_DEPS = fuzz/fuzz.h fuzz/out/libcore.a
 FUZZ_LINK = $(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer
 
@@ -54,6 +54,9 @@ fuzz/out/fuzz-config: fuzz/fuzz-config.c $(FUZZ_DEPS)
 fuzz/out/fuzz-cert: fuzz/fuzz-cert.c $(FUZZ_DEPS)
 	$(FUZZ_LINK) $(srcdir)/fuzz/fuzz-cert.c fuzz/out/libcore.a $(CORE_LIBS) -o $@
 
+fuzz/out/fuzz-msi: fuzz/fuzz-msi.c $(FUZZ_DEPS)
+	$(FUZZ_LINK) $(srcdir)/fuzz/fuzz-msi.c fuzz/out/libcore.a $(CORE_LIBS) -o $@
+
 fuzz-build: $(FUZZ_PROGS)
 
 fuzz: fuzz-build
@@ -69,6 +72,7 @@ clean-fuzz:
 
 EXTRA_DIST += fuzz/README.md fuzz/run.sh fuzz/fuzz.h fuzz/fuzz-token.c \
 	fuzz/fuzz-challenge.c fuzz/fuzz-config.c fuzz/fuzz-cert.c \
+	fuzz/fuzz-msi.c fuzz/msi.dict \
 	fuzz/token.dict fuzz/challenge.dict fuzz/config.dict fuzz/cert.dict \
 	fuzz/lsan.supp \
 	fuzz/corpus

@@ -143,6 +143,7 @@ int oa2_federated_read(const char *path, time_t now, char **out,
 /* The federated token file of account a; NULL for another source. */
 const char *oa2_federated_path(const struct oa2_account *a);
 extern const struct oa2_cred_kind oa2_cred_google_sa;	/* cred-google-sa.c */
+extern const struct oa2_cred_kind oa2_cred_msi;		/* cred-msi.c */
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);

@@ -145,7 +145,13 @@ cert_describe(const struct oa2_account *a, char *buf, size_t len)
 }
 
 const struct oa2_cred_kind oa2_cred_cert = {
-	"certificate", keys, more_keys, OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
-	cert_load, cert_clear, cert_cache_id, cert_grant, NULL,
-	cert_describe, NULL
+	.name = "certificate",
+	.keys = keys,
+	.more_keys = more_keys,
+	.flags = OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
+	.load = cert_load,
+	.clear = cert_clear,
+	.cache_id = cert_cache_id,
+	.grant = cert_grant,
+	.describe = cert_describe,
 };

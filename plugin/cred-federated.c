@@ -200,7 +200,12 @@ fed_describe(const struct oa2_account *a, char *buf, size_t len)
 }
 
 const struct oa2_cred_kind oa2_cred_federated = {
-	"federated token", keys, NULL, OA2_CRED_CLIENT,
-	fed_load, fed_clear, fed_cache_id, fed_grant, NULL, fed_describe,
-	NULL
+	.name = "federated token",
+	.keys = keys,
+	.flags = OA2_CRED_CLIENT,
+	.load = fed_load,
+	.clear = fed_clear,
+	.cache_id = fed_cache_id,
+	.grant = fed_grant,
+	.describe = fed_describe,
 };

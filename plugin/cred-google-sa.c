@@ -195,15 +195,14 @@ gsa_explain(const struct oa2_account *a, struct oa2_error *err)
 }
 
 const struct oa2_cred_kind oa2_cred_google_sa = {
-	"Google service account",
-	gsa_keys,
-	gsa_more_keys,
-	OA2_CRED_PER_MAILBOX,
-	gsa_load,
-	gsa_clear,
-	gsa_cache_id,
-	gsa_grant,
-	NULL,
-	gsa_describe,
-	gsa_explain,
+	.name = "Google service account",
+	.keys = gsa_keys,
+	.more_keys = gsa_more_keys,
+	.flags = OA2_CRED_PER_MAILBOX,
+	.load = gsa_load,
+	.clear = gsa_clear,
+	.cache_id = gsa_cache_id,
+	.grant = gsa_grant,
+	.describe = gsa_describe,
+	.explain = gsa_explain,
 };

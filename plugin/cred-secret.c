@@ -105,7 +105,12 @@ secret_describe(const struct oa2_account *a, char *buf, size_t len)
 }
 
 const struct oa2_cred_kind oa2_cred_secret = {
-	"client secret", keys, NULL, OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
-	secret_load, secret_clear, secret_cache_id, secret_grant, NULL,
-	secret_describe, NULL
+	.name = "client secret",
+	.keys = keys,
+	.flags = OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
+	.load = secret_load,
+	.clear = secret_clear,
+	.cache_id = secret_cache_id,
+	.grant = secret_grant,
+	.describe = secret_describe,
 };

@@ -20,6 +20,7 @@ const struct oa2_cred_kind *const oa2_cred_kinds[] = {
 	&oa2_cred_cert,
 	&oa2_cred_federated,
 	&oa2_cred_google_sa,
+	&oa2_cred_msi,
 	NULL
 };
 

@@ -1,7 +1,15 @@
 /*
- * One HTTPS POST with libcurl: TLS always verified (CA bundle from
- * memory, read before any chroot), https only, no redirects, a timeout
- * for the whole request, and a hard cap on the answer.
+ * One HTTPS request with libcurl (POST, or GET): TLS always verified
+ * (CA bundle from memory, read before any chroot), https only, no
+ * redirects, a timeout for the whole request, and a hard cap on the
+ * answer.
+ *
+ * The one exception to https: Azure's managed-identity endpoints are
+ * plain HTTP on the host itself (App Service, the Arc agent) or on the
+ * link-local metadata address (169.254.169.254). A caller may allow
+ * http:// (allow_http); the address libcurl is about to connect to is
+ * then checked (CURLOPT_OPENSOCKETFUNCTION) and must be loopback or
+ * link-local, whatever name the URL gave, and no proxy is used.
  *
  * The request body holds the client secret or the signed assertion and
  * the answer holds the access token: neither ever reaches a message,
@@ -21,7 +29,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/auxv.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -30,9 +42,9 @@
 #include "secret.h"
 
 static const char *const hdrs[] = {
-	"Content-Type: application/x-www-form-urlencoded",
 	"Accept: application/json",
 	"Expect:",	/* no 100-continue round trip for long assertions */
+	"Content-Type: application/x-www-form-urlencoded",	/* POST */
 };
 
 /* Whether libcurl was initialised by oa2_http_global_init(). */
@@ -94,6 +106,10 @@ struct sink {
 	int	nomem;
 	long	retry_after;
 	char	location[128];	/* host of a Location header */
+	char	www_auth[512];	/* WWW-Authenticate, trimmed */
+	int	plain;		/* http://: check the peer's address */
+	int	bad_peer;	/* refused an address that is not local */
+	char	peer[INET6_ADDRSTRLEN];	/* that address */
 };
 
 static void url_host(const char *url, char *dst, size_t dstlen);
@@ -152,6 +168,28 @@ on_location(struct sink *s, const char *data, size_t n)
 		url_host(p, s->location, sizeof(s->location));
 }
 
+/*
+ * WWW-Authenticate: kept as it is (trimmed) for the caller, or "" when
+ * it does not fit: a cut value (a path) must not pass for another.
+ */
+static void
+on_www_auth(struct sink *s, const char *data, size_t n)
+{
+	const char *p = data + 17, *end = data + n;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == '\r' || end[-1] == '\n' ||
+	    end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((size_t)(end - p) >= sizeof(s->www_auth)) {
+		s->www_auth[0] = '\0';
+		return;
+	}
+	memcpy(s->www_auth, p, (size_t)(end - p));
+	s->www_auth[end - p] = '\0';
+}
+
 /* Retry-After: delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *userp)
@@ -163,6 +201,10 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 
 	if (n > 9 && strncasecmp(data, "Location:", 9) == 0) {
 		on_location(s, data, n);
+		return n;
+	}
+	if (n >= 17 && strncasecmp(data, "WWW-Authenticate:", 17) == 0) {
+		on_www_auth(s, data, n);
 		return n;
 	}
 	if (n <= 12 || strncasecmp(data, "Retry-After:", 12) != 0)
@@ -186,6 +228,77 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 			s->retry_after = t > now ? (long)(t - now) : 0;
 	}
 	return n;
+}
+
+static int
+local_v4(const unsigned char *a)
+{
+	return a[0] == 127 || (a[0] == 169 && a[1] == 254);
+}
+
+static int
+local_v6(const struct in6_addr *a6)
+{
+	const unsigned char *a = a6->s6_addr;
+
+	if (IN6_IS_ADDR_V4MAPPED(a6))
+		return local_v4(a + 12);
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	    (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+int
+oa2_http_local_address(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char buf[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(host);
+
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		if (n - 2 >= sizeof(buf))
+			return -1;
+		memcpy(buf, host + 1, n - 2);
+		buf[n - 2] = '\0';
+		host = buf;
+	}
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return local_v4((const unsigned char *)&a4.s_addr);
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return local_v6(&a6);
+	return -1;
+}
+
+/*
+ * Every socket libcurl opens for an http:// request: only to a loopback
+ * or link-local address. The address is the one resolved, so a name
+ * ("localhost", or one that resolves elsewhere) is judged by what it
+ * resolves to.
+ */
+static curl_socket_t
+on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *sa)
+{
+	struct sink *s = clientp;
+	const struct sockaddr_in *in;
+	const struct sockaddr_in6 *in6;
+	int local = 0;
+
+	(void)purpose;
+	if (sa->family == AF_INET) {
+		in = (const struct sockaddr_in *)(void *)&sa->addr;
+		local = local_v4((const unsigned char *)&in->sin_addr.s_addr);
+		inet_ntop(AF_INET, &in->sin_addr, s->peer, sizeof(s->peer));
+	} else if (sa->family == AF_INET6) {
+		in6 = (const struct sockaddr_in6 *)(void *)&sa->addr;
+		local = local_v6(&in6->sin6_addr);
+		inet_ntop(AF_INET6, &in6->sin6_addr, s->peer,
+		    sizeof(s->peer));
+	}
+	if (!local) {
+		s->bad_peer = 1;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
 }
 
 /*
@@ -259,7 +372,8 @@ transport_error(CURL *curl, CURLcode rc, const struct oa2_http_request *req,
 		    "%s closed the connection: %s", host, detail);
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		return oa2_seterr(err, OA2_ERR_CONFIG, "the token endpoint "
-		    "%s is not an https:// URL", host);
+		    "%s is not an https:// URL%s", host, req->allow_http ?
+		    " (nor an http:// one)" : "");
 	case CURLE_OUT_OF_MEMORY:
 		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 	default:
@@ -268,48 +382,92 @@ transport_error(CURL *curl, CURLcode rc, const struct oa2_http_request *req,
 	}
 }
 
+/* Wipe the copies of the request headers (they may hold a key). */
+static void
+headers_free(struct curl_slist *headers)
+{
+	struct curl_slist *h;
+
+	for (h = headers; h != NULL; h = h->next)
+		if (h->data != NULL)
+			oa2_wipe(h->data, strlen(h->data));
+	curl_slist_free_all(headers);
+}
+
+static int
+add_header(struct curl_slist **headers, const char *line)
+{
+	struct curl_slist *h;
+
+	if ((h = curl_slist_append(*headers, line)) == NULL)
+		return -1;
+	*headers = h;
+	return 0;
+}
+
 int
 oa2_http_post(const struct oa2_http_request *req,
     struct oa2_http_response *resp, struct oa2_error *err)
 {
-	struct sink s = { NULL, 0, 0, req->max_body, 0, 0, -1, "" };
-	struct curl_slist *headers = NULL, *h;
+	struct sink s;
+	struct curl_slist *headers = NULL;
 	struct curl_blob ca;
 	char ebuf[CURL_ERROR_SIZE] = "";
 	long timeout = req->timeout > 0 ? req->timeout : 1;
+	int get = req->method == OA2_HTTP_GET;
 	CURLcode rc;
 	CURL *curl;
-	size_t i;
+	size_t i, nh;
 	int r;
 
+	memset(&s, 0, sizeof(s));
+	s.max = req->max_body;
+	s.retry_after = -1;
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after = -1;
-	if (strncasecmp(req->url, "https://", 8) != 0)
-		return oa2_seterr(err, OA2_ERR_CONFIG, "the token endpoint "
-		    "must be an https:// URL");
+	if (strncasecmp(req->url, "https://", 8) != 0) {
+		if (!req->allow_http)
+			return oa2_seterr(err, OA2_ERR_CONFIG, "the token "
+			    "endpoint must be an https:// URL");
+		if (strncasecmp(req->url, "http://", 7) != 0)
+			return oa2_seterr(err, OA2_ERR_CONFIG, "the token "
+			    "endpoint must be an https:// or http:// URL");
+		s.plain = 1;
+	}
 	/* before curl_easy_init, which may initialise libcurl itself */
 	if (keylog_refused())
 		return keylog_error(err);
 	if ((curl = curl_easy_init()) == NULL)
 		return oa2_seterr(err, OA2_ERR_NOMEM, "cannot start libcurl");
-	for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
-		if ((h = curl_slist_append(headers, hdrs[i])) == NULL) {
-			r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		headers = h;
+	/* a GET sends no Content-Type (the last of hdrs) */
+	nh = sizeof(hdrs) / sizeof(hdrs[0]) - (get ? 1 : 0);
+	for (i = 0; i < nh; i++)
+		if (add_header(&headers, hdrs[i]) != 0)
+			break;
+	for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++)
+		if (add_header(&headers, req->headers[i]) != 0)
+			break;
+	if (headers == NULL || (req->headers != NULL &&
+	    req->headers[i] != NULL)) {
+		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+		goto out;
 	}
 
 	/* What keeps the request safe: refuse to go on without it. */
-	if (curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https") !=
-	    CURLE_OK ||
+	if (curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, s.plain ? "http" :
+	    "https") != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https") !=
 	    CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_SSLVERSION,
-	    (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK) {
+	    (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
+	    (s.plain &&
+	    (curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, on_open) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &s) !=
+	    CURLE_OK))) {
 		r = oa2_seterr(err, OA2_ERR_INTERNAL, "this libcurl cannot "
 		    "restrict the token request to verified HTTPS");
 		goto out;
@@ -317,16 +475,18 @@ oa2_http_post(const struct oa2_http_request *req,
 	/*
 	 * Outside setuid hosts, libcurl's https_proxy, HTTPS_PROXY,
 	 * ALL_PROXY and NO_PROXY are honoured (documented); inside, none.
+	 * A plain http:// request (to the host itself or the link-local
+	 * metadata address) never goes through a proxy: the peer checked
+	 * must be the endpoint.
 	 */
-	if (oa2_http_secure() &&
+	if ((oa2_http_secure() || s.plain) &&
 	    (curl_easy_setopt(curl, CURLOPT_PROXY, "") != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*") != CURLE_OK)) {
 		r = oa2_seterr(err, OA2_ERR_INTERNAL, "this libcurl cannot "
-		    "be told to ignore the proxy settings of the environment "
-		    "in a setuid or setgid program");
+		    "be told to ignore the proxy settings of the environment");
 		goto out;
 	}
-	if (req->ca_data != NULL) {
+	if (req->ca_data != NULL && !s.plain) {
 		ca.data = (void *)req->ca_data;
 		ca.len = req->ca_len;
 		ca.flags = CURL_BLOB_NOCOPY;
@@ -350,11 +510,15 @@ oa2_http_post(const struct oa2_http_request *req,
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, PACKAGE_NAME "/"
 	    PACKAGE_VERSION);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	/* never NULL: that would make libcurl read the body from stdin */
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS,
-	    req->body != NULL ? req->body : "");
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)(req->body != NULL ? req->bodylen : 0));
+	if (get)
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	else {
+		/* never NULL: that would make libcurl read stdin */
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS,
+		    req->body != NULL ? req->body : "");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(req->body != NULL ? req->bodylen : 0));
+	}
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
@@ -362,6 +526,17 @@ oa2_http_post(const struct oa2_http_request *req,
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, ebuf);
 
 	rc = curl_easy_perform(curl);
+	if (s.bad_peer && rc != CURLE_OK) {
+		char host[128], peer[INET6_ADDRSTRLEN];
+
+		url_host(req->url, host, sizeof(host));
+		oa2_sanitize(peer, sizeof(peer), s.peer, strlen(s.peer), 60);
+		r = oa2_seterr(err, OA2_ERR_CONFIG, "the endpoint %s is "
+		    "plain http:// but its address %s is neither loopback nor "
+		    "link-local: not connected (http:// is allowed only to "
+		    "the host itself or 169.254.169.254)", host, peer);
+		goto out;
+	}
 	if (s.too_big) {
 		char host[128];
 
@@ -387,12 +562,14 @@ oa2_http_post(const struct oa2_http_request *req,
 	resp->len = s.len;
 	resp->retry_after = s.retry_after;
 	memcpy(resp->location, s.location, sizeof(resp->location));
+	memcpy(resp->www_authenticate, s.www_auth,
+	    sizeof(resp->www_authenticate));
 	s.buf = NULL;		/* transferred */
 	s.cap = 0;
 	r = OA2_OK;
  out:
 	oa2_freezero(s.buf, s.cap);
-	curl_slist_free_all(headers);
+	headers_free(headers);
 	curl_easy_cleanup(curl);
 	return r;
 }

@@ -129,6 +129,45 @@ static const struct {
 	  ":4: assertion_alg must be \"PS256\" or \"RS256\"", 1 },
 	{ HEAD "accounts = ( { match = \"*\"; tenant = \"t\"; client_id = \"c\";\n"
 	  " certificate = \"/c.pem\"; } );\n", "certificate needs private_key", 1 },
+	/* Azure managed identity (issue 12) */
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"http://127.0.0.1:9/t\"; } );\n", NULL, 0 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\"; } );\n",
+	  NULL, 0 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"mine\"; } );\n",
+	  ":3: account \"*\": managed_identity is \"system\" or the client id", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " client_id = \"00000000-0000-0000-0000-000000000001\"; } );\n",
+	  ":4: account \"*\" uses a managed identity: it takes no client_id", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " client_secret_file = \"@S@\"; } );\n", "more than one credential", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"http://10.1.2.3/t\"; } );\n",
+	  ":4: managed_identity_endpoint: plain http:// to 10.1.2.3, which is "
+	  "neither loopback nor link-local, is refused", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"ftp://127.0.0.1/t\"; } );\n",
+	  "an http:// or https:// URL is needed", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_protocol = \"arc\"; } );\n",
+	  "managed_identity_protocol goes with managed_identity_endpoint", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"http://127.0.0.1:9/t\";\n"
+	  " managed_identity_protocol = \"azure\"; } );\n",
+	  ":5: managed_identity_protocol is \"imds\", \"app-service\" or \"arc\"", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"http://127.0.0.1:9/t\";\n"
+	  " managed_identity_protocol = \"app-service\"; } );\n",
+	  "the App Service protocol needs managed_identity_header_file", 1 },
+	{ HEAD "accounts = ( { match = \"*\";\n"
+	  " managed_identity = \"6f1c0a3e-0000-4000-8000-00000000a002\";\n"
+	  " managed_identity_endpoint = \"http://localhost:40342/t\"; } );\n",
+	  ":4: account \"*\": the Azure Arc agent serves only the machine's "
+	  "system-assigned identity", 1 },
+	{ HEAD "accounts = ( { match = \"*\"; managed_identity = \"system\";\n"
+	  " managed_identity_endpoint = \"http://127.0.0.1:9/t\";\n"
+	  " managed_identity_header_file = \"/nonexistent\"; } );\n",
+	  ":5: managed_identity_header_file: cannot open", 1 },
 	/* rollover and expiry (issue 17) */
 	{ "defaults = { expiry_warning = 400; };\naccounts = ( " ACCT("*")
 	  " );\n", ":1: expiry_warning must be between 0 and 365", 0 },

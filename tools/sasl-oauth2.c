@@ -1200,12 +1200,60 @@ advise_google(const struct oa2_account *a, const struct oa2_error *err)
 	return 1;
 }
 
+/* A managed identity's failure: which endpoint, and why none answered. */
+static void
+advise_msi(const struct oa2_error *err)
+{
+	switch (err->code) {
+	case OA2_ERR_NETWORK:
+		advise("no managed-identity endpoint answered: this host is "
+		    "not on Azure, or the endpoint is not reachable", "on an "
+		    "Azure VM, reach 169.254.169.254 directly (no proxy or "
+		    "firewall in the way); on an Arc-enabled server, start "
+		    "himds; elsewhere use a client secret or certificate");
+		break;
+	case OA2_ERR_DENIED:
+		if (strstr(err->msg, "no managed identity") != NULL)
+			advise(NULL, "in the Azure portal, the VM's Identity "
+			    "page: turn on the system-assigned identity, or "
+			    "assign the user-assigned one named in "
+			    "managed_identity; then give it the Exchange role "
+			    "(README, \"Azure managed identity\")");
+		else
+			advise("the managed-identity endpoint refused the "
+			    "request", "check managed_identity and "
+			    "managed_identity_endpoint");
+		break;
+	case OA2_ERR_TRANSIENT:
+		advise("the managed-identity endpoint is busy or updating",
+		    "try again in a minute");
+		break;
+	case OA2_ERR_CREDENTIAL:
+		advise("the Arc agent's key file cannot be used", "run as "
+		    "root or as a member of the himds group; the key file "
+		    "must be a small regular file in /var/opt/azcmagent/tokens");
+		break;
+	case OA2_ERR_RESPONSE:
+	case OA2_ERR_CONFIG:
+		advise("the endpoint does not answer like this protocol's",
+		    "check managed_identity_endpoint and "
+		    "managed_identity_protocol (sasl-oauth2.conf(5))");
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 advise_token(const struct oa2_account *a, const struct oa2_error *err)
 {
 	long code = aadsts_code(err->msg);
 	char cause[512], fix[512];
 
+	if (a->kind == &oa2_cred_msi) {
+		advise_msi(err);
+		return;
+	}
 	if (advise_federated(a, code) || advise_google(a, err))
 		return;
 	switch (code) {
@@ -2004,14 +2052,23 @@ cmd_test(const struct opts *o, const struct oa2_log *lg, const char *user)
 				continue;
 			step("WARN", "roles: the token lacks %s, which %s "
 			    "needs", role, eps[i].proto);
-			snprintf(fix, sizeof(fix), "in the app registration, "
-			    "API permissions, add the application permission "
-			    "%s of Office 365 Exchange Online and grant admin "
-			    "consent", role);
+			if (a->kind == &oa2_cred_msi)
+				snprintf(fix, sizeof(fix), "assign the managed "
+				    "identity the app role %s of Office 365 "
+				    "Exchange Online through Microsoft Graph "
+				    "(README, \"Azure managed identity\")",
+				    role);
+			else
+				snprintf(fix, sizeof(fix), "in the app "
+				    "registration, API permissions, add the "
+				    "application permission %s of Office 365 "
+				    "Exchange Online and grant admin consent",
+				    role);
 			advise(c.has_roles ? NULL : "no application permission "
 			    "has been granted (no roles claim)", fix);
 		}
-		if (strcasecmp(c.appid, a->client_id) != 0 &&
+		if (a->client_id != NULL &&
+		    strcasecmp(c.appid, a->client_id) != 0 &&
 		    strcmp(c.appid, "(none)") != 0)
 			step("WARN", "the token's app id %s is not client_id "
 			    "%s", c.appid, a->client_id);
