@@ -18,6 +18,7 @@
 const struct oa2_cred_kind *const oa2_cred_kinds[] = {
 	&oa2_cred_secret,
 	&oa2_cred_cert,
+	&oa2_cred_refresh,
 	NULL
 };
 
