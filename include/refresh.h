@@ -77,4 +77,17 @@ int oa2_refresh_exchange(const struct oa2_account *a, const char *form,
     struct oa2_token *tok, struct oa2_refresh_file *rf, long *code,
     struct oa2_error *err);
 
+struct oa2_http_response;
+
+/* POST form to url (NULL: a's token endpoint) with a's CA. */
+int oa2_refresh_post(const struct oa2_account *a, const char *url,
+    const char *form, size_t formlen, long timeout,
+    const struct oa2_log *lg, struct oa2_http_response *resp,
+    struct oa2_error *err);
+
+/* Read a token endpoint's answer as oa2_refresh_exchange does. */
+int oa2_refresh_answer(const struct oa2_account *a, long status,
+    const char *body, size_t len, time_t now, struct oa2_token *tok,
+    struct oa2_refresh_file *rf, long *code, struct oa2_error *err);
+
 #endif

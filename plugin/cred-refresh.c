@@ -357,21 +357,15 @@ grant_refused(const struct oa2_account *a, json_t *root, long *codep,
 }
 
 int
-oa2_refresh_exchange(const struct oa2_account *a, const char *form,
-    size_t formlen, const struct oa2_log *lg, time_t now, long timeout,
-    struct oa2_token *tok, struct oa2_refresh_file *rf, long *code,
+oa2_refresh_post(const struct oa2_account *a, const char *url,
+    const char *form, size_t formlen, long timeout,
+    const struct oa2_log *lg, struct oa2_http_response *resp,
     struct oa2_error *err)
 {
 	struct oa2_http_request req;
-	struct oa2_http_response resp = { 0, NULL, 0, -1, "" };
-	json_t *root = NULL, *v;
-	char *email;
-	int r;
 
-	memset(tok, 0, sizeof(*tok));
-	*code = 0;
 	memset(&req, 0, sizeof(req));
-	req.url = a->token_url;
+	req.url = url != NULL ? url : a->token_url;
 	req.body = form;
 	req.bodylen = formlen;
 	if (a->ca != NULL) {
@@ -381,21 +375,31 @@ oa2_refresh_exchange(const struct oa2_account *a, const char *form,
 	}
 	req.timeout = timeout > 0 ? timeout : 1;
 	req.max_body = MAX_ANSWER;
-	oa2_log(lg, OA2_LOG_DEBUG, "requesting a token for %s (%s sign-in) "
-	    "from %s", a->match, a->kind->name, req.url);
-	if ((r = oa2_http_post(&req, &resp, err)) != 0)
-		goto out;
-	if (resp.body != NULL)
-		root = json_loadb(resp.body, resp.len, JSON_REJECT_DUPLICATES,
-		    NULL);
+	oa2_log(lg, OA2_LOG_DEBUG, "posting a request for %s (%s) to %s",
+	    a->match, a->kind->name, req.url);
+	return oa2_http_post(&req, resp, err);
+}
+
+int
+oa2_refresh_answer(const struct oa2_account *a, long status,
+    const char *body, size_t len, time_t now, struct oa2_token *tok,
+    struct oa2_refresh_file *rf, long *code, struct oa2_error *err)
+{
+	json_t *root = NULL, *v;
+	char *email;
+	int r;
+
+	memset(tok, 0, sizeof(*tok));
+	*code = 0;
+	if (body != NULL)
+		root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
 	v = json_object_get(root, "error");
-	if (resp.status >= 400 && resp.status < 500 && json_is_string(v) &&
+	if (status >= 400 && status < 500 && json_is_string(v) &&
 	    strcmp(json_string_value(v), "invalid_grant") == 0) {
 		r = grant_refused(a, root, code, err);
 		goto out;
 	}
-	if ((r = oa2_token_parse(resp.status, resp.body, resp.len, now, tok,
-	    err)) != 0)
+	if ((r = oa2_token_parse(status, body, len, now, tok, err)) != 0)
 		goto out;
 	v = json_object_get(root, "refresh_token");
 	if (json_is_string(v) && json_string_length(v) > 0 &&
@@ -437,6 +441,24 @@ oa2_refresh_exchange(const struct oa2_account *a, const char *form,
 		}
 		json_decref(root);
 	}
+	return r;
+}
+
+int
+oa2_refresh_exchange(const struct oa2_account *a, const char *form,
+    size_t formlen, const struct oa2_log *lg, time_t now, long timeout,
+    struct oa2_token *tok, struct oa2_refresh_file *rf, long *code,
+    struct oa2_error *err)
+{
+	struct oa2_http_response resp = { 0, NULL, 0, -1, "" };
+	int r;
+
+	memset(tok, 0, sizeof(*tok));
+	*code = 0;
+	if ((r = oa2_refresh_post(a, NULL, form, formlen, timeout, lg, &resp,
+	    err)) == 0)
+		r = oa2_refresh_answer(a, resp.status, resp.body, resp.len,
+		    now, tok, rf, code, err);
 	oa2_http_response_clear(&resp);
 	return r;
 }

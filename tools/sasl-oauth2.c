@@ -1954,6 +1954,16 @@ dispatch(int ac, char **av)
 	/* a family of its own, with its own options (tools/certificate.c) */
 	if (ac >= 2 && strcmp(av[1], "certificate") == 0)
 		return cmd_certificate(ac - 1, av + 1);
+	if (ac >= 2 && (strcmp(av[1], "login") == 0 ||
+	    strcmp(av[1], "logout") == 0)) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			warnx_("cannot initialise libcurl");
+			return EX_SOFTWARE;
+		}
+		ex = cmd_login(ac - 1, av + 1);
+		curl_global_cleanup();
+		return ex;
+	}
 	memset(&o, 0, sizeof(o));
 	o.expiring = -1;
 	opterr = 0;
