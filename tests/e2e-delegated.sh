@@ -130,6 +130,20 @@ run describe test --no-login "$BOB"
 check "test says who signed in, when, and the scopes" \
 	grep -q "google sign-in of $BOB .*signed in 20.*refresh token 0 days old, scopes" "$O/describe.out" "$O/describe.err"
 
+run clist cache list "$BOB"
+check "cache list says who signed in and the scopes" \
+	grep -q "google sign-in of $BOB .*scopes https://mail.google.com/" "$O/clist.out"
+# a token file holding another mailbox's sign-in: an error, no request
+cp "$T/tok/bob.json" "$T/bob.keep"
+( umask 077; sed "s/\"$BOB\"/\"eve@contoso.com\"/" "$T/bob.keep" > "$T/tok/bob.json" )
+rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
+n=$(grep -c "^grant=refresh_token" "$T/google.log")
+run mismatch token "$BOB"
+expect mismatch 78 err "holds the sign-in of eve@contoso.com, not of $BOB" \
+	"a sign-in of another mailbox is an error"
+check "and no request for it" [ "$(grep -c "^grant=refresh_token" "$T/google.log")" = "$n" ]
+cp "$T/bob.keep" "$T/tok/bob.json"; rm -f "$T/bob.keep"
+
 run logout logout "$BOB"
 expect logout 0 out "revoked the refresh token of $BOB" "logout revokes"
 check "logout deleted the token file" [ ! -e "$T/tok/bob.json" ]

@@ -36,6 +36,7 @@
 #include "cred.h"
 #include "error.h"
 #include "jwt.h"
+#include "refresh.h"
 #include "secret.h"
 #include "token.h"
 #include "wire.h"
@@ -851,6 +852,13 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			printf("%-24s  not loaded: %s\n", a->match,
 			    a->load_err.msg);
 			continue;
+		}
+		/* a delegated account: who signed in, when, which scopes */
+		if (strcmp(verb, "list") == 0 && oa2_refresh_of(a) != NULL) {
+			char desc[512];
+
+			a->kind->describe(a, desc, sizeof(desc));
+			printf("%-24s  %s\n", a->match, desc);
 		}
 		if ((path = oa2_cache_file(a)) == NULL) {
 			printf("%-24s  memory only (cache_dir = \"\")\n",
