@@ -48,6 +48,27 @@ refreshes() { grep -c "^grant=refresh_token user=$2 result=ok" "$T/$1.log" || tr
 run check-config check-config
 expect check-config 0 out "microsoft sign-in, token file" "check-config accepts the delegated accounts and says what they are"
 
+# device_login NAME ACTION: a device-flow login the "user" answers with
+# ACTION (allow, deny, expire) as soon as it polls.
+device_login() {
+	: > "$O/$1.out"
+	set +e
+	timeout $((120 * SLOW)) $VALGRIND "$TOOL" login "$ALICE" > "$O/$1.out" 2> "$O/$1.err" </dev/null &
+	_lp=$!
+	set -e
+	_i=0; while ! grep -q "enter the code" "$O/$1.out" 2>/dev/null; do
+		_i=$((_i + 1)); [ $_i -lt $((300 * SLOW)) ] || break; sleep 0.1; done
+	_c=$(sed -n 's/.*enter the code \([A-Z]*\)$/\1/p' "$O/$1.out")
+	oc "https://127.0.0.1:$MS_PORT/approve?user_code=$_c&user=$ALICE&action=$2" >/dev/null
+	set +e; wait $_lp; echo $? > "$O/$1.rc"; set -e
+}
+device_login declined deny
+expect declined 69 err "the sign-in as $ALICE was declined" "device flow: the user declines"
+device_login expired expire
+expect expired 69 err "has expired before the sign-in: run sasl-oauth2 login $ALICE again" \
+	"device flow: the code expires"
+check "nothing saved by a declined or expired sign-in" [ ! -e "$T/tok/alice.json" ]
+
 # --- Microsoft: the device flow
 set +e
 timeout $((120 * SLOW)) $VALGRIND "$TOOL" login "$ALICE" > "$O/login-ms.out" 2> "$O/login-ms.err" </dev/null &
@@ -90,6 +111,22 @@ oc -d "grant_type=refresh_token&client_id=$MSID&scope=x&refresh_token=$rt0" \
 	"https://127.0.0.1:$MS_PORT/consumers/oauth2/v2.0/token" > "$T/old.json"
 check "the stand-in refuses a used-up refresh token (strict rotation)" grep -q invalid_grant "$T/old.json"
 
+# many processes start at once with no cached token: one refresh, one
+# rotation, no lost refresh token
+rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
+n=$(refreshes ms "$ALICE")
+pids=""
+for i in 1 2 3 4 5 6 7 8; do
+	timeout $((60 * SLOW)) $VALGRIND "$TOOL" token "$ALICE" > "$T/par$i.tok" 2> "$O/par$i.err" </dev/null &
+	pids="$pids $!"
+done
+okn=0; for p in $pids; do if wait "$p"; then okn=$((okn + 1)); fi; done
+check "8 processes at once: all get a token, with one refresh between them" \
+	sh -c "[ $okn = 8 ] && [ $(refreshes ms "$ALICE") = $((n + 1)) ]"
+rt3=$(rt "$T/tok/alice.json")
+if imtest_ok "$ALICE" XOAUTH2; then pass "and the refresh token they saved works"
+else fail "the refresh token saved under concurrency"; cat "$T/imtest.out"; fi
+
 # revoked: one sentence, remembered (no hammering)
 oc "https://127.0.0.1:$MS_PORT/revoke-all?user=$ALICE" >/dev/null
 rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
@@ -114,6 +151,33 @@ i=0; while ! grep -q "^https://" "$O/login-g.out" 2>/dev/null; do
 url=$(grep "^https://" "$O/login-g.out")
 case $url in *code_challenge_method=S256*) pass "the authorization URL asks for PKCE S256" ;;
 *) fail "the authorization URL asks for PKCE S256: $url" ;; esac
+loc=$(oc -o /dev/null -w '%{redirect_url}' "$url")
+# first an answer with another state (a forged or stale one): refused
+exec 3>&-
+set +e; wait $lp; lrc=$?; set -e
+check "login waited for the pasted address (nothing pasted: fails)" [ $lrc != 0 ]
+set +e
+timeout $((120 * SLOW)) $VALGRIND "$TOOL" login --no-browser "$BOB" > "$O/forged.out" 2> "$O/forged.err" < "$T/paste" &
+lp=$!
+set -e
+exec 3> "$T/paste"
+i=0; while ! grep -q "the page itself" "$O/forged.out" 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt $((300 * SLOW)) ] || break; sleep 0.1; done
+# the old answer, as if sent to this sign-in's port
+redir=$(sed -n 's|.*(\(http://127.0.0.1:[0-9]*/\)\.\.\..*|\1|p' "$O/forged.out")
+printf '%s\n' "$loc" | sed "s|^http://127.0.0.1:[0-9]*/|$redir|" >&3
+exec 3>&-
+set +e; wait $lp; echo $? > "$O/forged.rc"; set -e
+expect forged 69 err "state does not match" "an answer to another sign-in (state) is refused"
+check "nothing saved" [ ! -e "$T/tok/bob.json" ]
+set +e
+timeout $((120 * SLOW)) $VALGRIND "$TOOL" login --no-browser "$BOB" > "$O/login-g.out" 2> "$O/login-g.err" < "$T/paste" &
+lp=$!
+set -e
+exec 3> "$T/paste"
+i=0; while ! grep -q "^https://" "$O/login-g.out" 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt $((300 * SLOW)) ] || break; sleep 0.1; done
+url=$(grep "^https://" "$O/login-g.out")
 loc=$(oc -o /dev/null -w '%{redirect_url}' "$url")
 printf '%s\n' "$loc" >&3
 exec 3>&-
@@ -153,7 +217,7 @@ expect after 78 err "has not signed in" "after logout: not signed in, run login"
 # nothing printed or logged holds a token
 bad=0
 for f in "$O"/*.out "$O"/*.err "$T"/ms.log "$T"/google.log; do
-	for t in "$rt0" "$rt1" "$rt2" "$g0"; do
+	for t in "$rt0" "$rt1" "$rt2" "$rt3" "$g0"; do
 		! grep -qF -- "$t" "$f" || { bad=1; echo "# token in $f"; }
 	done
 	! grep -q "eyJ" "$f" || { bad=1; echo "# JWT in $f"; }
