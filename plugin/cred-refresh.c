@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -195,6 +196,41 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/*
+ * Remove what writers killed between mkstemp and rename left beside
+ * path (NAME.XXXXXX, ours, over a minute old): each holds a refresh
+ * token that was never used.
+ */
+static void
+sweep_temps(int dfd, const char *path)
+{
+	const char *base = strrchr(path, '/') != NULL ?
+	    strrchr(path, '/') + 1 : path;
+	size_t blen = strlen(base);
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	if ((fd = dup(dfd)) == -1)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) != blen + 7 ||
+		    strncmp(de->d_name, base, blen) != 0 ||
+		    de->d_name[blen] != '.')
+			continue;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+		    st.st_mtime + 60 < time(NULL))
+			(void)unlinkat(dfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
 int
 oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
     uid_t uid, gid_t gid, struct oa2_error *err)
@@ -261,6 +297,7 @@ oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
 		    "%s of token file %s: %s", dir, path, strerror(errno));
 		goto out;
 	}
+	sweep_temps(dfd, path);
 	r = OA2_OK;
  out:
 	if (fd != -1)

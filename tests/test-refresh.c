@@ -5,7 +5,9 @@
 #include "config.h"
 
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -122,6 +124,33 @@ main(void)
 	}
 	ok(bad == 0, "40 writers killed mid-rotation: the file is always "
 	    "whole and holds a refresh token");
+	{
+		struct timeval old[2] = { { 1, 0 }, { 1, 0 } };
+		struct dirent *de;
+		char p2[600];
+		DIR *d;
+		int left = 0;
+
+		/* what killed writers left, made old; the next write sweeps */
+		if ((d = opendir(dir)) == NULL)
+			abort();
+		while ((de = readdir(d)) != NULL)
+			if (strncmp(de->d_name, "token.json.", 11) == 0) {
+				snprintf(p2, sizeof(p2), "%s/%s", dir,
+				    de->d_name);
+				utimes(p2, old);
+			}
+		closedir(d);
+		ok(oa2_refresh_write(path, &rf, (uid_t)-1, (gid_t)-1,
+		    &err) == 0, "a write after them");
+		if ((d = opendir(dir)) == NULL)
+			abort();
+		while ((de = readdir(d)) != NULL)
+			if (strncmp(de->d_name, "token.json.", 11) == 0)
+				left++;
+		closedir(d);
+		ok(left == 0, "removes the temporary files killed writers left");
+	}
 	oa2_refresh_file_clear(&rf);
 
 	/* the config keys */

@@ -345,7 +345,7 @@ query_get(const char *q, const char *name)
 			if ((out = malloc(len + 1)) == NULL)
 				return NULL;
 			for (i = j = 0; i < len; i++) {
-				if (v[i] == '%' && i + 2 < len + 1 &&
+				if (v[i] == '%' && i + 2 < len &&
 				    hexval(v[i + 1]) >= 0 &&
 				    hexval(v[i + 2]) >= 0) {
 					out[j++] = (char)(hexval(v[i + 1]) * 16 +
