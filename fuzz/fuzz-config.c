@@ -152,8 +152,12 @@ check_loaded(struct oa2_config *cfg)
 		    a->kind != NULL && a->scope != NULL &&
 		    a->token_url != NULL);
 		/* a client's tenant and id, and only a client's */
-		fuzz_assert((a->tenant != NULL && a->client_id != NULL) ==
-		    ((a->kind->flags & OA2_CRED_CLIENT) != 0));
+		if (a->kind->flags & OA2_CRED_CLIENT_ID)
+			fuzz_assert(a->client_id != NULL);
+		else
+			fuzz_assert((a->tenant != NULL &&
+			    a->client_id != NULL) ==
+			    ((a->kind->flags & OA2_CRED_CLIENT) != 0));
 		/* a managed identity's endpoint may be local http:// */
 		if (a->kind == &oa2_cred_msi)
 			fuzz_assert(a->data != NULL &&

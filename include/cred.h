@@ -48,6 +48,8 @@ int oa2_conf_string(struct oa2_loader *ld, const config_setting_t *g,
 #define OA2_CRED_CLIENT		0x01	/* needs tenant and client_id */
 #define OA2_CRED_PER_MAILBOX	0x02	/* a token is one mailbox's own */
 #define OA2_CRED_ROLLOVER	0x04	/* takes next_* keys (conf.c) */
+#define OA2_CRED_CLIENT_ID	0x08	/* needs client_id; tenant optional,
+					   checked by the source's load */
 
 /*
  * One token request as a source describes it, for token.c to send.
@@ -144,6 +146,7 @@ int oa2_federated_read(const char *path, time_t now, char **out,
 const char *oa2_federated_path(const struct oa2_account *a);
 extern const struct oa2_cred_kind oa2_cred_google_sa;	/* cred-google-sa.c */
 extern const struct oa2_cred_kind oa2_cred_msi;		/* cred-msi.c */
+extern const struct oa2_cred_kind oa2_cred_refresh;	/* cred-refresh.c */
 
 /* Wipe and free g's contents and zero it. */
 void oa2_grant_clear(struct oa2_grant *g);

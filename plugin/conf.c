@@ -494,6 +494,35 @@ swap_cred(struct oa2_account *a)
 }
 
 /*
+ * With selecting keys of several sources in g: the source that takes
+ * all the others' as its own further keys (a delegated account's
+ * client_secret_file), or NULL.
+ */
+static const struct oa2_cred_kind *
+owner_of_all(const config_setting_t *g)
+{
+	const struct oa2_cred_kind *const *k, *const *o;
+	int i, all;
+
+	for (k = oa2_cred_kinds; *k != NULL; k++) {
+		for (i = 0, all = 0; (*k)->keys[i] != NULL; i++)
+			if (config_setting_get_member(g, (*k)->keys[i]) != NULL)
+				all = 1;
+		if (!all || (*k)->more_keys == NULL)
+			continue;
+		for (o = oa2_cred_kinds; all && *o != NULL; o++)
+			for (i = 0; *o != *k && (*o)->keys[i] != NULL; i++)
+				if (config_setting_get_member(g,
+				    (*o)->keys[i]) != NULL &&
+				    !is_one_of((*o)->keys[i], (*k)->more_keys))
+					all = 0;
+		if (all)
+			return *k;
+	}
+	return NULL;
+}
+
+/*
  * The source whose selecting key the account holds: exactly one.
  * A key only another source takes is an error (after load, so that a
  * source may say it better).
@@ -528,7 +557,7 @@ pick_kind(struct oa2_loader *ld, const config_setting_t *g,
 	if (first == NULL)
 		return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has "
 		    "no credential: set one of %s", a->match, names);
-	if (second != NULL)
+	if (second != NULL && (*out = owner_of_all(g)) == NULL)
 		return fail(ld, g, OA2_ERR_CONFIG, "account "
 		    "\"%s\" has more than one credential: keep exactly one "
 		    "of %s", a->match, names);
@@ -924,7 +953,15 @@ load_account(struct oa2_loader *ld, const config_setting_t *g,
 	    (r = get_string(ld, g, "tenant", &tenant)) != 0 ||
 	    (r = get_string(ld, g, "client_id", &client_id)) != 0)
 		return r;
-	if (!(a->kind->flags & OA2_CRED_CLIENT)) {
+	if (a->kind->flags & OA2_CRED_CLIENT_ID) {
+		if (client_id == NULL)
+			return fail(ld, g, OA2_ERR_CONFIG, "account \"%s\" has "
+			    "no client_id (the application's client id)", match);
+		if (strpbrk(client_id, " \t\r\n") != NULL)
+			return fail(ld, config_setting_get_member(g,
+			    "client_id"), OA2_ERR_CONFIG, "client_id must not "
+			    "contain blanks");
+	} else if (!(a->kind->flags & OA2_CRED_CLIENT)) {
 		if (tenant != NULL || client_id != NULL)
 			return fail(ld, config_setting_get_member(g,
 			    tenant != NULL ? "tenant" : "client_id"),

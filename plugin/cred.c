@@ -21,6 +21,7 @@ const struct oa2_cred_kind *const oa2_cred_kinds[] = {
 	&oa2_cred_federated,
 	&oa2_cred_google_sa,
 	&oa2_cred_msi,
+	&oa2_cred_refresh,
 	NULL
 };
 

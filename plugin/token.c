@@ -341,7 +341,7 @@ oa2_token_fetch_cred(const struct oa2_account *acct, const struct oa2_log *lg,
     time_t now, struct oa2_token *out, long *code, struct oa2_error *err)
 {
 	struct oa2_http_request req;
-	struct oa2_http_response resp = { 0, NULL, 0, -1, "", "" };
+	struct oa2_http_response resp = { .retry_after = -1 };
 	struct oa2_grant g;
 	struct timespec t0, ts;
 	long wait;

@@ -36,6 +36,7 @@
 #include "cred.h"
 #include "error.h"
 #include "jwt.h"
+#include "refresh.h"
 #include "secret.h"
 #include "token.h"
 #include "wire.h"
@@ -896,6 +897,13 @@ cmd_cache(const struct opts *o, const struct oa2_log *lg, const char *verb,
 			printf("%-24s  not loaded: %s\n", a->match,
 			    a->load_err.msg);
 			continue;
+		}
+		/* a delegated account: who signed in, when, which scopes */
+		if (strcmp(verb, "list") == 0 && oa2_refresh_of(a) != NULL) {
+			char desc[512];
+
+			a->kind->describe(a, desc, sizeof(desc));
+			printf("%-24s  %s\n", a->match, desc);
 		}
 		if ((path = oa2_cache_file(a)) == NULL) {
 			printf("%-24s  memory only (cache_dir = \"\")\n",
@@ -2207,6 +2215,16 @@ dispatch(int ac, char **av)
 	/* a family of its own, with its own options (tools/certificate.c) */
 	if (ac >= 2 && strcmp(av[1], "certificate") == 0)
 		return cmd_certificate(ac - 1, av + 1);
+	if (ac >= 2 && (strcmp(av[1], "login") == 0 ||
+	    strcmp(av[1], "logout") == 0)) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			warnx_("cannot initialise libcurl");
+			return EX_SOFTWARE;
+		}
+		ex = cmd_login(ac - 1, av + 1);
+		curl_global_cleanup();
+		return ex;
+	}
 	memset(&o, 0, sizeof(o));
 	o.expiring = -1;
 	opterr = 0;

@@ -23,4 +23,10 @@ int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 int cmd_certificate(int ac, char **av);
 
+/*
+ * sasl-oauth2 login|logout [options] MAILBOX (tools/login.c); av[0] is
+ * "login" or "logout". Returns a sysexits code.
+ */
+int cmd_login(int ac, char **av);
+
 #endif
