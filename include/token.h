@@ -16,6 +16,16 @@ struct oa2_token {
 	time_t	expires_at;
 };
 
+/* The longest access token taken from an endpoint or the cache. */
+#define OA2_TOKEN_MAX	(32 * 1024)
+
+/*
+ * Whether s (len bytes) can be an access token: 1 to OA2_TOKEN_MAX
+ * printable ASCII bytes, no space. Every token that enters the caches
+ * is checked so, wherever it comes from.
+ */
+int oa2_token_printable(const char *s, size_t len);
+
 /* Wipe and free the token string and zero the struct. Accepts NULL. */
 void oa2_token_clear(struct oa2_token *tok);
 

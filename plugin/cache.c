@@ -38,7 +38,6 @@
 #endif
 
 #define CACHE_MAX	(64 * 1024)
-#define TOKEN_MAX	(32 * 1024)
 
 static int
 fresh(const struct oa2_token *t, const struct oa2_account *acct, time_t now)
@@ -430,19 +429,6 @@ entry_sum(const struct oa2_account *acct, const char *tok, size_t toklen,
 	return 0;
 }
 
-static int
-valid_token_text(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > TOKEN_MAX)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return 0;
-	return 1;
-}
-
 /*
  * What a cache file holds: a token (and when it came from the endpoint),
  * a refusal of the token endpoint remembered until retry_at by the
@@ -564,7 +550,7 @@ disk_read(const struct oa2_account *acct, const char *dir, struct entry *e,
 	if (exp != NULL || tlen != NULL ? !json_is_integer(exp) ||
 	    json_integer_value(exp) <= 0 || !json_is_integer(tlen) ||
 	    json_integer_value(tlen) != (json_int_t)toklen ||
-	    !valid_token_text(tok, toklen) : toklen != 0)
+	    !oa2_token_printable(tok, toklen) : toklen != 0)
 		goto out;
 	if ((ref != NULL || until != NULL || cid != NULL) &&
 	    (!json_is_string(ref) || json_string_length(ref) == 0 ||

@@ -44,7 +44,6 @@
 #include "token.h"
 
 #define MAX_ANSWER	(64 * 1024)
-#define MAX_TOKEN	(32 * 1024)
 #define MAX_EXPIRES	(366L * 86400)
 #define IMDS_URL	"http://169.254.169.254/metadata/identity/oauth2/token"
 #define ARC_URL		"http://localhost:40342/metadata/identity/oauth2/token"
@@ -202,19 +201,6 @@ json_seconds(const json_t *v)
 	return n;
 }
 
-static int
-printable_token(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > MAX_TOKEN)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return 0;
-	return 1;
-}
-
 /* The error text of the three answer shapes, sanitised. */
 static void
 error_text(json_t *root, char *code, size_t codelen, char *desc,
@@ -310,7 +296,8 @@ oa2_msi_parse(int protocol, const char *identity, long status,
 		oa2_seterr(err, r, "%s's answer has no access_token", p);
 		goto out;
 	}
-	if (!printable_token(json_string_value(tok), json_string_length(tok))) {
+	if (!oa2_token_printable(json_string_value(tok),
+	    json_string_length(tok))) {
 		oa2_seterr(err, r, "%s sent an access_token that is empty, "
 		    "too long, or holds spaces or control characters", p);
 		goto out;

@@ -21,7 +21,6 @@
 #include "token.h"
 
 #define MAX_ANSWER	(64 * 1024)
-#define MAX_TOKEN	(32 * 1024)
 #define MAX_EXPIRES_IN	(366L * 86400)
 
 void
@@ -147,12 +146,12 @@ parse_expires_in(const json_t *v, long *out)
 	return 0;
 }
 
-static int
-printable_token(const char *s, size_t len)
+int
+oa2_token_printable(const char *s, size_t len)
 {
 	size_t i;
 
-	if (len == 0 || len > MAX_TOKEN)
+	if (len == 0 || len > OA2_TOKEN_MAX)
 		return 0;
 	for (i = 0; i < len; i++)
 		if (s[i] <= 0x20 || s[i] >= 0x7f)
@@ -273,7 +272,8 @@ parse_code(long status, const char *body, size_t len, time_t now,
 		    "access_token");
 		goto out;
 	}
-	if (!printable_token(json_string_value(tok), json_string_length(tok))) {
+	if (!oa2_token_printable(json_string_value(tok),
+	    json_string_length(tok))) {
 		oa2_seterr(err, r, "the token endpoint sent an access_token "
 		    "that is empty, too long, or holds spaces or control "
 		    "characters");
