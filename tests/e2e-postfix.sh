@@ -17,34 +17,15 @@
 #
 # Under ASan and valgrind only the smtp daemon is wrapped (a private
 # daemon_directory whose smtp is a script that execs $WRAP and the real
-# one, with its standard error in a file), and its reports are judged.
+# one, with its standard error in a file), and its reports are judged
+# (the instance: tests/postfix.sh, shared with e2e-postfix-google).
 set -eu
 . "$(dirname "$0")/lib.sh"
-need postfix postconf
-DAEMONS=$(postconf -dh daemon_directory 2>/dev/null || true)
-[ -x "$DAEMONS/smtp" ] || skip "postfix's smtp daemon is not in '$DAEMONS'"
-id postfix >/dev/null 2>&1 || skip "there is no user postfix"
-MASTER_CF=/usr/share/postfix/master.cf.dist	# Debian's master.cf
-[ -f "$MASTER_CF" ] || MASTER_CF=/etc/postfix/master.cf
-[ -f "$MASTER_CF" ] || skip "no master.cf to start from"
+. "$here/postfix.sh"
 
-P="$T/postfix" C="$T/postfix/etc" Q="$T/postfix/spool"
 AUTH_HOST=login.microsoftonline.test	# resolved inside the chroot only
 MAILDIR="$T/mail/contoso.com/user"
 ID="e2e-postfix-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')"
-
-pf_stop() {
-	[ -f "$C/main.cf" ] || return 0
-	postfix -c "$C" stop >/dev/null 2>&1 || true
-	# daemons that outlive master (an ASan exit deadlock, valgrind's
-	# leak check): those in our chroot, ended by their ids
-	for d in /proc/[0-9]*; do
-		if [ "$(readlink "$d/root" 2>/dev/null)" = "$Q" ]; then
-			kill -9 "${d#/proc/}" 2>/dev/null || true
-		fi
-	done
-}
-trap 'pf_stop; cleanup' EXIT INT TERM
 
 # The server certificate also names the token endpoint's host.
 make_ca
@@ -61,122 +42,20 @@ sed -i -e "s|^\tauthority = .*|\tauthority = \"https://$AUTH_HOST:$TOKEND_PORT\"
 	-e "s|^\tcache_dir = .*|\tcache_dir = \"/var/cache/sasl-oauth2\";|" "$CONF"
 
 # --- the Postfix instance: config, queue (the chroot) and data under $P
-mkdir -p "$C" "$Q"
-install -d -o postfix -m 700 "$P/data"
-cp "$MASTER_CF" "$C/master.cf"
-daemon_dir=$DAEMONS
-if [ -n "$WRAP" ]; then
-	daemon_dir="$P/libexec"
-	mkdir -p "$daemon_dir"
-	for f in "$DAEMONS"/*; do ln -s "$f" "$daemon_dir/"; done
-	rm "$daemon_dir/smtp"
-	vg_extra=""
-	if [ -n "$VALGRIND" ]; then
-		# Postfix's own: smtp's main() strdup()s a string it keeps
-		cat > "$P/postfix.supp" <<'SUPP'
-{
-   postfix-smtp-main-strdup
-   Memcheck:Leak
-   match-leak-kinds: definite
-   fun:malloc
-   fun:strdup
-   obj:*/postfix/sbin/smtp
-   fun:(below main)
-}
-SUPP
-		# no vgdb: its pipes in /tmp cannot be removed from inside the chroot
-		vg_extra="--vgdb=no --suppressions=$P/postfix.supp --show-leak-kinds=definite"
-	fi
-	# (master gives its daemons a clean environment: UBSAN_OPTIONS here)
-	cat > "$daemon_dir/smtp" <<SH
-#!/bin/sh
-exec 2>>"$P/smtp.stderr"
-${UBSAN_OPTIONS:+export UBSAN_OPTIONS=$UBSAN_OPTIONS}
-exec $WRAP $vg_extra "$DAEMONS/smtp" "\$@"
-SH
-	chmod 755 "$daemon_dir/smtp"
-fi
-nobody_uid=$(id -u nobody) nogroup_gid=$(id -g nobody)
-cat > "$C/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $Q
-data_directory = $P/data
-daemon_directory = $daemon_dir
-maillog_file = $P/maillog
-maillog_file_prefixes = $P
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = relay.contoso.test
-mydestination =
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-biff = no
-# retry a deferred message at once
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-
-# The plugin: libsasl2 honours SASL_PATH in the smtp process, whose
-# environment master builds from import_environment.
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C
-	SASL_PATH=$SASL_PATH SASL_OAUTH2_CONF=$CONF
-relayhost = [127.0.0.1]:$SUBMISSION_PORT
-smtp_sasl_auth_enable = yes
+pf_setup relay.contoso.test "$SMTPD_PORT" "$RELAY_PORT"
+cat >> "$C/main.cf" <<CF
 smtp_sasl_password_maps = inline:{ [127.0.0.1]:$SUBMISSION_PORT=$USER1 }
-smtp_sasl_mechanism_filter = xoauth2
-smtp_sasl_security_options = noanonymous
-smtp_tls_security_level = encrypt
-smtp_tls_CAfile = $T/ca.pem
-smtp_tls_loglevel = 1
-
-# What Dovecot relays back: into the mailbox in Dovecot's mail store.
-virtual_mailbox_base = $T/mail
-virtual_mailbox_domains =
 virtual_mailbox_maps = inline:{ $USER1=contoso.com/user/ }
-virtual_uid_maps = static:$nobody_uid
-virtual_gid_maps = static:$nogroup_gid
 CF
-postconf -c "$C" -MX smtp/inet
-postconf -c "$C" -M "127.0.0.1:$SMTPD_PORT/inet=127.0.0.1:$SMTPD_PORT inet n - y - - smtpd"
-postconf -c "$C" -M "127.0.0.1:$RELAY_PORT/inet=127.0.0.1:$RELAY_PORT inet n - y - - smtpd -o content_filter=virtual:"
-shipped=$(postconf -c "$C" -Fh smtp/unix/chroot)
-[ "$shipped" = y ] || postconf -c "$C" -F smtp/unix/chroot=y
 check "master.cf runs the smtp client chrooted (as shipped: chroot=$shipped)" \
 	[ "$(postconf -c "$C" -Fh smtp/unix/chroot)" = y ]
 
-# The chroot: a cache directory for user postfix and an nsswitch.conf,
-# but no etc/hosts yet, and nothing of the plugin's config.
-mkdir -p "$Q/etc" "$Q/var/cache"
-install -d -o postfix -g postfix -m 700 "$Q/var/cache/sasl-oauth2"
-printf 'hosts: files\n' > "$Q/etc/nsswitch.conf"
-
-if ! postfix -c "$C" start > "$P/start.out" 2>&1; then
-	cat "$P/start.out"; cat "$P/maillog" 2>/dev/null || true
-	echo "Bail out! postfix did not start"; exit 99
-fi
-wait_port "$SMTPD_PORT"
-wait_port "$RELAY_PORT"
+# The chroot (pf_setup): a cache directory for user postfix and an
+# nsswitch.conf, but no etc/hosts yet, and nothing of the plugin's config.
+pf_start
 
 # send N MECH: one message over SMTP to Postfix's smtpd
-send() {
-	"$PYTHON3" - "$SMTPD_PORT" "$USER1" "$ID-$1" "$2" <<'PY'
-import smtplib, sys
-port, user, mid, mech = sys.argv[1:]
-msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@relay.contoso.test>\r\n\r\n"
-       "relayed with %s\r\n" % (user, user, mid, mid, mech))
-with smtplib.SMTP("127.0.0.1", int(port), timeout=30) as s:
-    s.sendmail(user, [user], msg)
-PY
-}
-# wait_for SECONDS COMMAND...: until the command succeeds
-wait_for() {
-	_w=$(($1 * SLOW * 10)); shift
-	while ! "$@" 2>/dev/null; do
-		_w=$((_w - 1)); [ "$_w" -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
+send() { pf_send "$USER1" "$USER1" "$ID-$1" "relayed with $2"; }
 arrived() { grep -qs "^Subject: $ID-$1\$" "$MAILDIR"/new/*; }
 
 # 1. No etc/hosts in the chroot: the token endpoint's name does not
@@ -206,13 +85,6 @@ check "and cached inside the chroot, owned by postfix" sh -c \
 	"ls '$Q/var/cache/sasl-oauth2/'*.token >/dev/null && [ \"\$(stat -c %U '$Q/var/cache/sasl-oauth2/'*.token)\" = postfix ]"
 
 # The smtp process that did it: chrooted in the queue directory, as postfix.
-smtp_pids() { # the smtp daemons in our chroot: "PID:USER ..."
-	for d in /proc/[0-9]*; do
-		[ "$(readlink "$d/root" 2>/dev/null)" = "$Q" ] || continue
-		tr '\0' ' ' 2>/dev/null < "$d/cmdline" | grep -Eq '(^|/)smtp -t unix ' || continue
-		printf '%s:%s ' "${d#/proc/}" "$(stat -c %U "$d" 2>/dev/null)"
-	done
-}
 old=$(smtp_pids)
 echo "# smtp daemons in the chroot (pid:user): $old"
 check "the smtp daemon runs inside the chroot as user postfix" \
@@ -241,17 +113,5 @@ check "still exactly one token: a new process read the chroot's cache" \
 	sed -n 's/^token //p' "$T/tokend.record"
 	sed -n 's/^token .*\.\([^.]*\)$/\1/p' "$T/tokend.record"
 } | grep -v '^$' > "$T/needles"
-check "no secret or token in Postfix's log or the delivered mail" \
-	sh -c "! grep -rqF -f '$T/needles' '$P/maillog' '$T/mail' $( [ -f "$P/smtp.stderr" ] && echo "'$P/smtp.stderr'")"
-check "no smtp daemon died" sh -c "! grep -E 'smtp.*(exit status|killed by signal)' '$P/maillog'"
-
-pf_stop
-if [ -n "$WRAP" ]; then
-	check "no sanitizer or valgrind report from the smtp daemons" \
-		sh -c "! grep -E 'Sanitizer|runtime error:|==[0-9]+==' '$P/smtp.stderr'"
-fi
-if [ "$nfail" -ne 0 ]; then
-	echo "# --- postfix log"; tail -n 40 "$P/maillog" 2>/dev/null | sed 's/^/# /'
-	[ ! -s "$P/smtp.stderr" ] || { echo "# --- smtp stderr"; tail -n 40 "$P/smtp.stderr" | sed 's/^/# /'; }
-fi
-finish
+pf_no_secret "no secret or token in Postfix's log or the delivered mail" "$T/needles"
+pf_finish
