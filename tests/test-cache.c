@@ -1745,13 +1745,13 @@ main(void)
 	 * sum rejects all of it (the old code took the first three).
 	 */
 	{
-		char text[1024], *other;
+		char buf[1024], *other;
 		const char *good;
 		size_t n;
 
 		/* the right file, read back whole: taken from the disk */
 		good = put_token(file, "sum-token", time(NULL) + 9999, 0600);
-		snprintf(text, sizeof(text), "%s", good);
+		snprintf(buf, sizeof(buf), "%s", good);
 		oa2_token_clear(&a->mem);
 		i = requests();
 		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
@@ -1760,9 +1760,9 @@ main(void)
 		    "a whole file with its sum is used");
 		oa2_token_clear(&t2);
 		/* one byte of the token changed, still printable */
-		n = strlen(text);
-		text[n - 1] = 'X';
-		put_bytes(file, text, n, 0600);
+		n = strlen(buf);
+		buf[n - 1] = 'X';
+		put_bytes(file, buf, n, 0600);
 		oa2_token_clear(&a->mem);
 		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
 		    from == OA2_FROM_SERVER && requests() == i + 1 &&
@@ -1775,9 +1775,9 @@ main(void)
 			abort();
 		strcpy(other, file);
 		other[strrchr(other, '/') + 1 - other] ^= 1;	/* another KEY */
-		snprintf(text, sizeof(text), "%s", put_token(other,
+		snprintf(buf, sizeof(buf), "%s", put_token(other,
 		    "not-this-key", time(NULL) + 9999, 0600));
-		put_bytes(file, text, strlen(text), 0600);
+		put_bytes(file, buf, strlen(buf), 0600);
 		unlink(other);
 		free(other);
 		oa2_token_clear(&a->mem);
@@ -1804,12 +1804,12 @@ main(void)
 			char hex[33], want[48];
 			const char *nl;
 
-			snprintf(text, sizeof(text), "%s", slurp(file));
-			if ((nl = strchr(text, '\n')) == NULL)
+			snprintf(buf, sizeof(buf), "%s", slurp(file));
+			if ((nl = strchr(buf, '\n')) == NULL)
 				abort();
 			file_sum(file, nl + 1, strlen(nl + 1), hex);
 			snprintf(want, sizeof(want), "\"sum\":\"%s\"", hex);
-			has_str(text, want, "the writer's sum is the one "
+			has_str(buf, want, "the writer's sum is the one "
 			    "computed here");
 		}
 	}
