@@ -122,9 +122,12 @@ usage_line(FILE *f)
 	    "       %s [-v] [-c FILE] cache list|clear [USER]\n"
 	    "       %s [-v] [-c FILE] tunnel imap|pop3 USER [HOST[:PORT]]\n"
 	    "                  [--mech XOAUTH2|OAUTHBEARER] [--ca-file FILE]\n"
+	    "       %s login [-v] [-c FILE] [--no-browser] [--owner USER] "
+	    "USER\n"
+	    "       %s logout [-v] [-c FILE] USER\n"
 	    "       %s --help | --version\n",
 	    progname, progname, progname, progname, progname, progname,
-	    progname);
+	    progname, progname, progname);
 }
 
 int
@@ -176,6 +179,13 @@ help(void)
 	    "pre-authenticated\n"
 	    "                     session on stdin/stdout (fetchmail, mutt, "
 	    "mbsync)\n"
+	    "  login USER         a delegated account (provider): sign the "
+	    "mailbox in once\n"
+	    "                     (Microsoft: a code to enter; Google: a "
+	    "browser sign-in)\n"
+	    "                     and keep its refresh token in token_file\n"
+	    "  logout USER        revoke the sign-in where the provider can, "
+	    "delete token_file\n"
 	    "\n"
 	    "Options:\n"
 	    "  -c, --config FILE  configuration (default: $SASL_OAUTH2_CONF "
@@ -196,6 +206,10 @@ help(void)
 	    "  --no-login         test: stop after the token\n"
 	    "  --no-cache         test: ask the token endpoint, bypassing the "
 	    "cache\n"
+	    "  --no-browser       login: print the address, read the one the "
+	    "browser lands on\n"
+	    "  --owner USER       login, certificate new (as root): the "
+	    "files' owner\n"
 	    "  -h, --help         this text;  -V, --version  the version\n"
 	    "\nSee sasl-oauth2(1) and sasl-oauth2.conf(5).\n",
 	    OA2_DEFAULT_CONF);
