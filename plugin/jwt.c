@@ -684,6 +684,7 @@ oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
 	char *data = NULL, shown[80];
 	size_t len = 0;
 	BIO *bio = NULL;
+	char *trial = NULL;
 	int r, bits;
 
 	*out = NULL;
@@ -763,6 +764,14 @@ oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
 		    "has %d bits: at least 2048 are needed", path, bits);
 		goto out;
 	}
+	/* a key that parses but cannot sign (damaged): now, not at login */
+	if (oa2_jwt_google_assertion(k, "check@invalid", "check", 1, 60,
+	    &trial, err) != OA2_OK) {
+		oa2_seterr(err, r, "service account key file %s: its "
+		    "\"private_key\" cannot sign (is the file damaged?)", path);
+		goto out;
+	}
+	oa2_freezero_str(&trial);
 	*out = k;
 	k = NULL;	/* transferred */
 	r = OA2_OK;
