@@ -70,6 +70,9 @@ CONF
 	acct noid@contoso.com system "http://localhost:$P/imds/metadata/identity/oauth2/token"
 	acct unknown@contoso.com "$UNKNOWN_ID" "$IMDS"
 	acct down@contoso.com system "http://127.0.0.1:$DOWN/metadata/identity/oauth2/token"
+	# no endpoint: lib.sh's environment (a closed loopback port), never
+	# 169.254.169.254
+	printf '\t{ match = "noendpoint@contoso.com";\n\t  managed_identity = "system"; },\n'
 	# a name (no dotted quad) whose address, 192.0.2.1, is not local
 	acct farname@contoso.com system "http://3221225985/metadata/identity/oauth2/token"
 	acct far@contoso.com system "http://192.0.2.1/metadata/identity/oauth2/token"
@@ -166,6 +169,11 @@ expect check 78 err "uses a managed identity: it takes no tenant" \
 run down test down@contoso.com --no-login
 expect down 75 out "(from managed_identity_endpoint) did not answer: connection to the token endpoint 127.0.0.1:$DOWN refused; is this host an Azure VM?" \
 	"endpoint down: not on Azure, said as such"
+run noep test noendpoint@contoso.com --no-login
+expect noep 75 out "from the Azure Arc agent at $NOT_AZURE (from IDENTITY_ENDPOINT and IMDS_ENDPOINT)" \
+	"no endpoint in the account: the test environment's closed loopback port, never 169.254.169.254"
+expect noep 75 out "did not answer: connection to the token endpoint 127.0.0.1:1 refused" \
+	"and it is not on Azure"
 printf '{"mode": "no_identity"}\n' > "$T/msid.control"
 run noid token noid@contoso.com
 expect noid 77 err "no managed identity is assigned to this host (the instance metadata service (IMDS) answered: Identity not found)" \

@@ -51,6 +51,14 @@ SLACK=2
 # a busy machine (9 s; 13 ASan; 44 valgrind), since a request that ends
 # in its timeout fails a test that wanted the endpoint's answer.
 CONF_TIMEOUT=$((5 * SLOW + 2 * SLACK))
+# No test may reach a real cloud default: an Azure managed identity with
+# no endpoint of its own would ask 169.254.169.254; here the environment
+# names the Arc agent's variables at a closed loopback port instead
+# ("not on Azure"). Makefile.am sets the same for the unit tests.
+NOT_AZURE=http://127.0.0.1:1/metadata/identity/oauth2/token
+IDENTITY_ENDPOINT=$NOT_AZURE IMDS_ENDPOINT=http://127.0.0.1:1
+unset IDENTITY_HEADER
+export IDENTITY_ENDPOINT IMDS_ENDPOINT
 
 T=$(mktemp -d /tmp/oa2-e2e.XXXXXX)
 chmod 755 "$T"
