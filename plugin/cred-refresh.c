@@ -742,9 +742,7 @@ refresh_fetch(const struct oa2_account *a, const char *mailbox,
 		    "%s in %s", a->match, rd->token_file);
 	}
 	*out = tok;
-	memset(&tok, 0, sizeof(tok));
-	oa2_log(lg, OA2_LOG_INFO, "got a token for account %s, expires in %ld "
-	    "s", a->match, (long)(out->expires_at - now));
+	memset(&tok, 0, sizeof(tok));	/* token.c logs it */
  out:
 	oa2_token_clear(&tok);
 	oa2_freezero_str(&old);
