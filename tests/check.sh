@@ -80,8 +80,9 @@ count() {
 		SKIP) s=$((s + 1))
 			echo "   skipped ${name#"$1"/}: $(grep -m 1 '^SKIP' "$name.log" 2>/dev/null || true)" ;;
 		*) f=$((f + 1))
-			echo "   FAILED ${name#"$1"/} ($res); its failed checks and the end of its log:"
+			echo "   FAILED ${name#"$1"/} ($res); its failed checks, its \"# why:\" lines and the end of its log:"
 			grep '^not ok' "$name.log" 2>/dev/null | head -n 20 | sed 's/^/   | /' || true
+			grep '^# why: ' "$name.log" 2>/dev/null | head -n 12 | sed 's/^/   | /' || true
 			tail -n 40 "$name.log" 2>/dev/null | sed 's/^/   | /' ;;
 		esac
 	done

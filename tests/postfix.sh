@@ -183,16 +183,26 @@ pf_no_secret() {
 }
 
 # pf_finish: stop the instance, judge the wrapped smtp daemons' reports,
-# and on failure show the log's end; then finish.
+# and on failure show why: a short summary as "# why:" lines (the log's
+# warnings and deferrals, the queue, the daemons in the chroot), which
+# tests/check.sh shows next to the failed checks, then the log's end;
+# then finish.
 pf_finish() {
 	check "no smtp daemon died" sh -c "! grep -E 'smtp.*(exit status|killed by signal)' '$P/maillog'"
+	if [ "$nfail" -ne 0 ]; then
+		{ grep -E 'warning|fatal|panic|status=deferred|throttl|reload' "$P/maillog" 2>/dev/null |
+			sed -e 's/^[A-Z][a-z]* *[0-9]* //' -e 's/ relay postfix\// /' | cut -c 1-200 | tail -n 6
+		  postqueue -c "$C" -p 2>&1 | head -n 3
+		  echo "smtp daemons in the chroot (pid:user): $(smtp_pids)"
+		} | sed 's/^/# why: /'
+	fi
 	pf_stop
 	if [ -n "$WRAP" ]; then
 		check "no sanitizer or valgrind report from the smtp daemons" \
 			sh -c "! grep -E 'Sanitizer|runtime error:|==[0-9]+==' '$P/smtp.stderr'"
 	fi
 	if [ "$nfail" -ne 0 ]; then
-		echo "# --- postfix log"; tail -n 40 "$P/maillog" 2>/dev/null | sed 's/^/# /'
+		echo "# --- postfix log"; tail -n 24 "$P/maillog" 2>/dev/null | sed 's/^/# /'
 		[ ! -s "$P/smtp.stderr" ] || { echo "# --- smtp stderr"; tail -n 40 "$P/smtp.stderr" | sed 's/^/# /'; }
 	fi
 	finish
