@@ -19,6 +19,8 @@
  */
 #include "config.h"
 
+#include <strings.h>
+
 #include "conf.h"
 #include "cred.h"
 #include "fuzz.h"
@@ -158,11 +160,14 @@ check_loaded(struct oa2_config *cfg)
 			fuzz_assert((a->tenant != NULL &&
 			    a->client_id != NULL) ==
 			    ((a->kind->flags & OA2_CRED_CLIENT) != 0));
-		/* a managed identity's endpoint may be local http:// */
+		/*
+		 * a managed identity's endpoint may be local http://, its
+		 * scheme in any case (RFC 3986 3.1; http.c agrees)
+		 */
 		if (a->kind == &oa2_cred_msi)
 			fuzz_assert(a->data != NULL &&
-			    (strncmp(a->token_url, "https://", 8) == 0 ||
-			    strncmp(a->token_url, "http://", 7) == 0 ||
+			    (strncasecmp(a->token_url, "https://", 8) == 0 ||
+			    strncasecmp(a->token_url, "http://", 7) == 0 ||
 			    a->token_url[0] == '('));
 		else
 			fuzz_assert(strncmp(a->token_url, "https://", 8) == 0);
