@@ -681,7 +681,7 @@ oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
 	struct oa2_gsa_key *k = NULL;
 	json_error_t jerr;
 	json_t *root = NULL, *v;
-	char *data = NULL, shown[80];
+	char *data = NULL, shown[80], *near;
 	size_t len = 0;
 	BIO *bio = NULL;
 	char *trial = NULL;
@@ -694,7 +694,13 @@ oa2_gsa_key_load(const char *path, struct oa2_gsa_key **out,
 	r = OA2_ERR_CREDENTIAL;
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(root)) {
-		/* jansson quotes the input near the error: sanitised */
+		/*
+		 * jansson's text ends with the input near the error
+		 * (" near '...'"), which may be a piece of the key: only
+		 * what went wrong is shown, with the line.
+		 */
+		if ((near = strstr(jerr.text, " near '")) != NULL)
+			*near = '\0';
 		oa2_sanitize(shown, sizeof(shown), jerr.text,
 		    strlen(jerr.text), 60);
 		if (root == NULL)

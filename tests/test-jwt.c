@@ -790,6 +790,15 @@ test_google(EVP_PKEY *key, EVP_PKEY *ec, EVP_PKEY *small)
 	write_text("gsa-dup.json", "{\"type\": \"service_account\", "
 	    "\"type\": \"service_account\"}\n", 0600);
 	GSA_FAIL("gsa-dup.json", "is not JSON", "a duplicate member");
+	has_str(err.msg, "duplicate", "a duplicate member (what is wrong)");
+	/* jansson quotes a bad token: never the key's text */
+	write_text("gsa-broken.json", "{\"type\": \"service_account\", "
+	    "\"private_key\": MIIEvQKEYTEXT}\n", 0600);
+	GSA_FAIL("gsa-broken.json", "is not JSON", "a key without quotes");
+	has_str(err.msg, "invalid token", "a key without quotes (what is "
+	    "wrong)");
+	ok(strstr(err.msg, "KEYTEXT") == NULL, "a key without quotes (the "
+	    "key not quoted)");
 	for (i = 0; i < sizeof(big) - 1; i++)
 		big[i] = ' ';
 	big[0] = '{';
