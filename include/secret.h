@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <stddef.h>
+#include <openssl/evp.h>
 #include "error.h"
 
 /* Wipe n bytes at p (never optimised away). Accepts NULL. */
@@ -17,6 +18,18 @@ void oa2_freezero(void *p, size_t n);
 
 /* Wipe and free a NUL-terminated string and clear the caller's pointer. */
 void oa2_freezero_str(char **p);
+
+/*
+ * Names derived from secret material (cache keys, cache file sums):
+ * oa2_digest_begin() starts a SHA-256 over tag and its NUL (NULL when
+ * out of memory); the caller adds its parts with EVP_DigestUpdate;
+ * oa2_digest_hex() frees ctx (NULL accepted) and, when ok and the
+ * digest completes, writes its first 16 bytes as 32 lower-case hex
+ * digits and a NUL into hex and returns 0, else -1. The digest itself
+ * is wiped.
+ */
+EVP_MD_CTX *oa2_digest_begin(const char *tag);
+int oa2_digest_hex(EVP_MD_CTX *ctx, int ok, char hex[33]);
 
 /*
  * Check that the open file fd (named path in messages, described as

@@ -31,24 +31,11 @@ static pthread_mutex_t children_lock = PTHREAD_MUTEX_INITIALIZER;
 static int
 child_key(const char *parent, const char *mailbox, char key[33])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
-	EVP_MD_CTX *ctx;
-	int ok, i;
+	EVP_MD_CTX *ctx = oa2_digest_begin("oa2-mailbox-v1");
 
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return -1;
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	    EVP_DigestUpdate(ctx, "oa2-mailbox-v1", 15) &&
+	return oa2_digest_hex(ctx, ctx != NULL &&
 	    EVP_DigestUpdate(ctx, parent, strlen(parent) + 1) &&
-	    EVP_DigestUpdate(ctx, mailbox, strlen(mailbox) + 1) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return -1;
-	for (i = 0; i < 16; i++)
-		snprintf(key + 2 * i, 3, "%02x", md[i]);
-	return 0;
+	    EVP_DigestUpdate(ctx, mailbox, strlen(mailbox) + 1), key);
 }
 
 static struct oa2_account *

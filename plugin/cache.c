@@ -406,27 +406,13 @@ static int
 entry_sum(const struct oa2_account *acct, const char *tok, size_t toklen,
     char hex[33])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
-	EVP_MD_CTX *ctx;
-	int ok, i;
+	EVP_MD_CTX *ctx = oa2_digest_begin("oa2-cache-sum");
 
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return -1;
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	    EVP_DigestUpdate(ctx, "oa2-cache-sum", 14) &&
+	return oa2_digest_hex(ctx, ctx != NULL &&
 	    EVP_DigestUpdate(ctx, acct->cache_key,
 	    strlen(acct->cache_key)) &&
 	    EVP_DigestUpdate(ctx, "\n", 1) &&
-	    EVP_DigestUpdate(ctx, tok, toklen) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return -1;
-	for (i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	oa2_wipe(md, sizeof(md));
-	return 0;
+	    EVP_DigestUpdate(ctx, tok, toklen), hex);
 }
 
 /*

@@ -441,29 +441,18 @@ static int
 derive_cache_key(struct oa2_loader *ld, const struct oa2_account *a,
     char key[33])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
 	const char *tenant = a->tenant != NULL ? a->tenant : "";
 	const char *client_id = a->client_id != NULL ? a->client_id : "";
-	EVP_MD_CTX *ctx;
-	int ok, i;
+	EVP_MD_CTX *ctx = oa2_digest_begin("oa2-cache-v1");
 
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return oa2_seterr(ld->err, OA2_ERR_NOMEM, "out of memory");
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	    EVP_DigestUpdate(ctx, "oa2-cache-v1", 13) &&
+	if (oa2_digest_hex(ctx, ctx != NULL &&
 	    EVP_DigestUpdate(ctx, a->authority, strlen(a->authority) + 1) &&
 	    EVP_DigestUpdate(ctx, tenant, strlen(tenant) + 1) &&
 	    EVP_DigestUpdate(ctx, client_id, strlen(client_id) + 1) &&
 	    EVP_DigestUpdate(ctx, a->scope, strlen(a->scope) + 1) &&
-	    a->kind->cache_id(a, ctx) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
+	    a->kind->cache_id(a, ctx), key) != 0)
 		return oa2_seterr(ld->err, OA2_ERR_INTERNAL,
 		    "cannot compute a SHA-256 digest");
-	for (i = 0; i < 16; i++)
-		snprintf(key + 2 * i, 3, "%02x", md[i]);
 	return OA2_OK;
 }
 

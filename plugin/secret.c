@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 
+#include <openssl/evp.h>
+
 #include "secret.h"
 
 /*
@@ -277,4 +279,36 @@ oa2_check_safe_path(const char *path, const struct stat *fst,
  out:
 	free(real);
 	return r;
+}
+
+EVP_MD_CTX *
+oa2_digest_begin(const char *tag)
+{
+	EVP_MD_CTX *ctx;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return NULL;
+	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(ctx, tag, strlen(tag) + 1)) {
+		EVP_MD_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int
+oa2_digest_hex(EVP_MD_CTX *ctx, int ok, char hex[33])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int i;
+
+	ok = ok && ctx != NULL && EVP_DigestFinal_ex(ctx, md, &mdlen) &&
+	    mdlen >= 16;
+	EVP_MD_CTX_free(ctx);
+	if (ok)
+		for (i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	oa2_wipe(md, sizeof(md));
+	return ok ? 0 : -1;
 }
