@@ -71,10 +71,9 @@ check "and no token was requested" [ "$(token_requests)" = 0 ]
 
 # 2. With etc/hosts the retry logs in with XOAUTH2 and the message
 # arrives. The queue is flushed, as an admin does after a fix, so that
-# the retry does not wait on Postfix's back-off of the destination.
+# the retry does not wait on Postfix's scheduling (pf_flush_until).
 printf '127.0.0.1 %s\n' "$AUTH_HOST" > "$Q/etc/hosts"
-postqueue -c "$C" -f
-check "with etc/hosts the deferred message arrives in the mailbox" wait_for 90 arrived 1
+check "with etc/hosts the deferred message arrives in the mailbox" pf_flush_until 90 arrived 1
 check "through Dovecot's authenticated submission (ESMTPSA)" \
 	grep -qs "by mail.contoso.test with ESMTPSA" "$MAILDIR"/new/*
 check "Postfix relayed it through Dovecot submission" \

@@ -167,6 +167,21 @@ wait_for() {
 	done
 }
 
+# pf_flush_until SECONDS COMMAND...: wait_for the command, flushing the
+# queue (postqueue -f: every deferred message, whatever its next retry
+# time) at once and every 3 s. A deferred message can be parked for a
+# minute: when the 1 s queue scan finds it still locked by the delivery
+# that deferred it, qmgr logs "skipped, still being delivered" and sets
+# it aside (seen on loaded machines); a flush takes it back.
+pf_flush_until() {
+	_w=$(($1 * SLOW * 10)) _n=0; shift
+	while ! "$@" 2>/dev/null; do
+		[ $((_n % 30)) -ne 0 ] || postqueue -c "$C" -f 2>/dev/null || true
+		_n=$((_n + 1)) _w=$((_w - 1)); [ "$_w" -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
+
 # smtp_pids: the smtp daemons in our chroot, "PID:USER ..."
 smtp_pids() {
 	for d in /proc/[0-9]*; do
