@@ -37,6 +37,8 @@ struct oa2_refresh_file {
 	char	*scope;			/* granted; NULL: unknown */
 	time_t	signed_in;		/* login */
 	time_t	refreshed;		/* the refresh token was last issued */
+	uid_t	uid;			/* the file's owner and group, as */
+	gid_t	gid;			/* read (oa2_refresh_read) */
 };
 
 /* a's settings when it is a delegated account, else NULL. */

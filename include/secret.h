@@ -43,9 +43,13 @@ int oa2_check_private_fd(int fd, const char *path, const char *what,
  * Read a whole file of at most max bytes into a new NUL-terminated
  * buffer *out (length in *outlen if not NULL). With private set the
  * file must pass oa2_check_private_fd and the caller frees *out with
- * oa2_freezero(*out, *outlen); otherwise with free(). what names the
+ * oa2_freezero(*out, *outlen); otherwise with free(). With private
+ * OA2_PRIVATE_ANY_OWNER, root (the effective user) also takes a
+ * private file another user owns: a delegated sign-in that
+ * `login --owner` gave to the user of a mail program. what names the
  * file in messages ("CA file"). *out is NULL on failure.
  */
+#define OA2_PRIVATE_ANY_OWNER	2
 int oa2_read_file(const char *path, const char *what, int private_,
     size_t max, char **out, size_t *outlen, struct oa2_error *err);
 

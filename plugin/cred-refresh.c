@@ -130,14 +130,18 @@ oa2_refresh_read(const char *path, struct oa2_refresh_file *rf,
     struct oa2_error *err)
 {
 	json_t *root = NULL, *v;
+	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
 	int r;
 
 	memset(rf, 0, sizeof(*rf));
-	if ((r = oa2_read_file(path, "token file", 1, MAX_FILE, &buf, &len,
-	    err)) != 0)
+	/* root reads the sign-in `login --owner` gave to another user */
+	if ((r = oa2_read_file_st(path, "token file", OA2_PRIVATE_ANY_OWNER,
+	    MAX_FILE, &buf, &len, &st, err)) != 0)
 		return r;
+	rf->uid = st.st_uid;
+	rf->gid = st.st_gid;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
 	r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "token file %s is not a "
 	    "sign-in written by sasl-oauth2 login: run sasl-oauth2 login "
@@ -688,6 +692,8 @@ refresh_fetch(const struct oa2_account *a, const char *mailbox,
 	struct oa2_token tok = { NULL, 0 };
 	char *form = NULL, *old = NULL;
 	size_t formlen = 0;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
 	int r;
 
 	(void)mailbox;
@@ -721,13 +727,18 @@ refresh_fetch(const struct oa2_account *a, const char *mailbox,
 		r = oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 		goto out;
 	}
+	/* root keeps the owner `login --owner` gave the file (Postfix) */
+	if (geteuid() == 0 && rf.uid != 0) {
+		uid = rf.uid;
+		gid = rf.gid;
+	}
 	if ((r = oa2_refresh_exchange(a, form, formlen, lg, now, timeout,
 	    &tok, &rf, code, err)) != 0)
 		goto out;
 	/* rotated: the new one is on disk before the token is used */
 	if (strcmp(old, rf.refresh_token) != 0) {
-		if ((r = oa2_refresh_write(rd->token_file, &rf, (uid_t)-1,
-		    (gid_t)-1, err)) != 0) {
+		if ((r = oa2_refresh_write(rd->token_file, &rf, uid, gid,
+		    err)) != 0) {
 			char msg[OA2_ERRMSG_MAX];
 
 			snprintf(msg, sizeof(msg), "%s", err->msg);

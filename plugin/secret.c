@@ -68,8 +68,9 @@ oa2_freezero_str(char **p)
 	*p = NULL;
 }
 
-int
-oa2_check_private_fd(int fd, const char *path, const char *what,
+/* oa2_check_private_fd; any_owner: root takes a file of any owner */
+static int
+check_private(int fd, const char *path, const char *what, int any_owner,
     struct oa2_error *err)
 {
 	struct stat st;
@@ -80,7 +81,8 @@ oa2_check_private_fd(int fd, const char *path, const char *what,
 	if (!S_ISREG(st.st_mode))
 		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
 		    "%s %s is not a regular file", what, path);
-	if (st.st_uid != 0 && st.st_uid != geteuid())
+	if (st.st_uid != 0 && st.st_uid != geteuid() &&
+	    !(any_owner && geteuid() == 0))
 		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
 		    "%s %s is owned by uid %lu, not by root or by uid %lu",
 		    what, path, (unsigned long)st.st_uid,
@@ -91,6 +93,13 @@ oa2_check_private_fd(int fd, const char *path, const char *what,
 		    "run chmod 600 %s", what, path,
 		    (unsigned)(st.st_mode & 07777), path);
 	return OA2_OK;
+}
+
+int
+oa2_check_private_fd(int fd, const char *path, const char *what,
+    struct oa2_error *err)
+{
+	return check_private(fd, path, what, 0, err);
 }
 
 int
@@ -122,7 +131,8 @@ oa2_read_file_st(const char *path, const char *what, int private_,
 		return oa2_seterr(err, private_ ? OA2_ERR_CREDENTIAL :
 		    OA2_ERR_CONFIG, "cannot open %s %s: %s", what, path,
 		    strerror(errno));
-	if (private_ && (r = oa2_check_private_fd(fd, path, what, err)) != 0)
+	if (private_ && (r = check_private(fd, path, what,
+	    private_ == OA2_PRIVATE_ANY_OWNER, err)) != 0)
 		goto out;
 	r = oa2_seterr(err, private_ ? OA2_ERR_CREDENTIAL : OA2_ERR_CONFIG,
 	    "cannot read %s %s", what, path);

@@ -181,7 +181,27 @@ check "Gmail's refresh token kept" [ "$(rt "$GMF")" = "$g0" ]
 check "both token files still postfix's, 0600; no temporary file left" sh -c \
 	"[ \"\$(stat -c %U:%a '$MSF' '$GMF' | sort -u)\" = postfix:600 ] &&
 	 [ \$(ls -A '$Q/sasl-oauth2' | wc -l) = 2 ]"
-oc -d "grant_type=refresh_token&client_id=$MSID&scope=x&refresh_token=$ms1" \
+
+# --- 6. check, as root: test reads postfix's sign-ins and keeps the owner --
+# (--no-cache: the config's cache_dir is the chroot's path, which is the
+# host's own /var/cache outside it)
+doc_block 5 > "$T/tests"
+check "the doc checks both accounts with sasl-oauth2 test as root" \
+	[ "$(grep -c '^sasl-oauth2 test me@[a-z.]* --smtp [a-z.-]*:587$' "$T/tests")" = 2 ]
+while read -r line; do
+	# shellcheck disable=SC2086 # the doc's words
+	set -- ${line#sasl-oauth2 }
+	run "test-$(echo "$2" | cut -d@ -f2 | cut -d. -f1)" "$1" "$2" "$3" \
+		"127.0.0.1:$SUBMISSION_PORT" --ca-file "$T/ca.pem" --no-cache
+done < "$T/tests"
+expect test-outlook 0 out "SMTP" "test me@outlook.com as root: postfix's sign-in read, the SMTP login works"
+expect test-gmail 0 out "SMTP" "test me@gmail.com as root: postfix's sign-in read, the SMTP login works"
+ms2=$(rt "$MSF")
+check "root's test rotated outlook.com's refresh token and saved it" [ "$ms2" != "$ms1" ]
+check "and both token files are still postfix's, 0600, nothing left beside them" sh -c \
+	"[ \"\$(stat -c %U:%G:%a '$MSF' '$GMF' | sort -u)\" = postfix:postfix:600 ] &&
+	 [ \$(ls -A '$Q/sasl-oauth2' | wc -l) = 2 ]"
+oc -d "grant_type=refresh_token&client_id=$MSID&scope=x&refresh_token=$ms2" \
 	"https://127.0.0.1:$MS_PORT/consumers/oauth2/v2.0/token" > "$T/new.json"
 check "the saved refresh token is the one the provider honours" \
 	grep -q '"access_token"' "$T/new.json"
@@ -194,7 +214,7 @@ check "the config and the client secret are not inside the chroot" \
 	       ! grep -rqs -F '$GSECRET' '$Q/sasl-oauth2' '$Q/var'"
 
 # --- nothing secret in Postfix's log or the mail ---------------------------
-printf '%s\n' "$ms0" "$ms1" "$g0" "$GSECRET" eyJ > "$T/needles"
+printf '%s\n' "$ms0" "$ms1" "$ms2" "$g0" "$GSECRET" eyJ > "$T/needles"
 pf_no_secret "no refresh token, access token or client secret in Postfix's log or the mail" "$T/needles"
-check "nor in the logins' output" sh -c "! grep -qF -f '$T/needles' '$O'/login-*"
+check "nor in the output of login and test" sh -c "! grep -qF -f '$T/needles' '$O'/login-* '$O'/test-*"
 pf_finish

@@ -118,6 +118,28 @@ main(void)
 	ok(oa2_read_file(path, "key file", 1, 4096, &s, &len, &err) != 0,
 	    "a symlink to someone else's readable file is refused");
 
+	/*
+	 * OA2_PRIVATE_ANY_OWNER: root takes a private file of another
+	 * owner (the sign-in `login --owner` made), never a readable one.
+	 */
+	if (geteuid() == 0) {
+		put("other", "x", 1, 0600);
+		snprintf(path, sizeof(path), "%s/other", dir);
+		ok(chown(path, 65534, 65534) == 0 && oa2_read_file(path,
+		    "token file", 1, 100, &s, &len, &err) != 0,
+		    "root: another owner's private file refused by default");
+		has_str(err.msg, "owned by uid 65534", "the owner named");
+		ok(oa2_read_file(path, "token file", OA2_PRIVATE_ANY_OWNER,
+		    100, &s, &len, &err) == 0 && len == 1 && s[0] == 'x',
+		    "root: taken with OA2_PRIVATE_ANY_OWNER");
+		oa2_freezero(s, len + 1);
+		chmod(path, 0640);
+		ok(oa2_read_file(path, "token file", OA2_PRIVATE_ANY_OWNER,
+		    100, &s, &len, &err) != 0, "root: but not when "
+		    "group-readable");
+		has_str(err.msg, "run chmod 600", "the fix named");
+	}
+
 	big = calloc(1, 70000);
 	memset(big, 'x', 69999);
 	put("big", big, 69999, 0600);
