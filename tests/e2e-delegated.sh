@@ -427,9 +427,13 @@ expect mismatch 78 err "holds the sign-in of eve@contoso.com, not of $BOB" \
 check "and no request for it" [ "$(grep -c "^grant=refresh_token" "$T/google.log")" = "$n" ]
 cp "$T/bob.keep" "$T/tok/bob.json"; rm -f "$T/bob.keep"
 
+# what a login or rotation killed before its rename left beside the
+# file (a whole refresh token, here a fresh one): logout deletes it too
+( umask 077; cp "$T/tok/bob.json" "$T/tok/bob.json.Kx7q2Z" )
 run logout logout "$BOB"
 expect logout 0 out "revoked the refresh token of $BOB" "logout revokes"
 check "logout deleted the token file" [ ! -e "$T/tok/bob.json" ]
+check "and the temporary file a killed writer left beside it" [ ! -e "$T/tok/bob.json.Kx7q2Z" ]
 run after token "$BOB"
 expect after 78 err "has not signed in" "after logout: not signed in, run login"
 
