@@ -332,7 +332,11 @@ oa2_refresh_remove(const char *path, struct oa2_error *err)
 	if ((dcopy = strdup(path)) == NULL)
 		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 	dir = dirname(dcopy);
-	/* the temporary files first: one renamed later cannot bring it back */
+	/*
+	 * The temporary files first: a rotation under way then fails its
+	 * rename rather than put the file back (one that begins after
+	 * this still can: logout does not take the cache lock).
+	 */
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1)
 		sweep_temps(dfd, path, -1);
 	if (unlink(path) == -1 && errno != ENOENT)
