@@ -331,6 +331,8 @@ if ${CC:-cc} -shared -fPIC -o "$T/killat.so" "$T/killat.c" -ldl 2>"$O/killat.cc"
 			check "$p: with the cached token (no refresh)" \
 				[ "$(refreshes ms "$ALICE")" = $((n + 1)) ]
 		else
+			# before "renamed" that is the old token, whose successor
+			# was issued but never used: accepted (the grace)
 			check "$p: refreshing with the token on disk, accepted" \
 				[ "$(refreshes ms "$ALICE")" = $((n + 2)) ]
 			check "$p: and no temporary file is left" \
