@@ -63,6 +63,14 @@ int oa2_refresh_read(const char *path, struct oa2_refresh_file *rf,
 int oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
     uid_t uid, gid_t gid, struct oa2_error *err);
 
+/*
+ * Delete the token file at path (absent: not an error) and every
+ * temporary file a writer killed before its rename left beside it
+ * (path.XXXXXX, owned by the effective user), whatever its age: each
+ * may hold a refresh token.
+ */
+int oa2_refresh_remove(const char *path, struct oa2_error *err);
+
 /* Wipe and free rf's contents. Accepts NULL. */
 void oa2_refresh_file_clear(struct oa2_refresh_file *rf);
 

@@ -202,11 +202,11 @@ write_all(int fd, const char *p, size_t n)
 
 /*
  * Remove what writers killed between mkstemp and rename left beside
- * path (NAME.XXXXXX, ours, over a minute old): each holds a refresh
- * token that was never used.
+ * path (NAME.XXXXXX, ours, over min_age seconds old; min_age < 0: all
+ * of them): each holds a refresh token that was never used.
  */
 static void
-sweep_temps(int dfd, const char *path)
+sweep_temps(int dfd, const char *path, long min_age)
 {
 	const char *base = strrchr(path, '/') != NULL ?
 	    strrchr(path, '/') + 1 : path;
@@ -229,7 +229,7 @@ sweep_temps(int dfd, const char *path)
 			continue;
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-		    st.st_mtime + 60 < time(NULL))
+		    (min_age < 0 || st.st_mtime + min_age < time(NULL)))
 			(void)unlinkat(dfd, de->d_name, 0);
 	}
 	closedir(d);
@@ -301,7 +301,7 @@ oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
 		    "%s of token file %s: %s", dir, path, strerror(errno));
 		goto out;
 	}
-	sweep_temps(dfd, path);
+	sweep_temps(dfd, path, 60);
 	r = OA2_OK;
  out:
 	if (fd != -1)
@@ -323,6 +323,34 @@ oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
 			    json_string_length(v));
 		json_decref(root);
 	}
+	return r;
+}
+
+int
+oa2_refresh_remove(const char *path, struct oa2_error *err)
+{
+	char *dcopy;
+	const char *dir;
+	int dfd, r = OA2_OK;
+
+	if ((dcopy = strdup(path)) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	dir = dirname(dcopy);
+	/*
+	 * The temporary files first: a rotation under way then fails its
+	 * rename rather than put the file back (one that begins after
+	 * this still can: logout does not take the cache lock).
+	 */
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1)
+		sweep_temps(dfd, path, -1);
+	if (unlink(path) == -1 && errno != ENOENT)
+		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "cannot delete %s: %s",
+		    path, strerror(errno));
+	else if (dfd != -1)
+		(void)fsync(dfd);
+	if (dfd != -1)
+		close(dfd);
+	free(dcopy);
 	return r;
 }
 

@@ -16,11 +16,23 @@ endpoints from authority and tenant is used as is:
   /approve?user_code=C&user=M&action=allow|deny|slow_down   the test,
                    acting as the user at the verification page
   /revoke-all?user=M   the user revokes the app (password change)
+  /delay?seconds=S     answer each later refresh grant S seconds late
+                   (a wider window for processes that race to refresh)
 
 Rotation (Microsoft mode): a refresh grant issues a new refresh token;
 the old one stays valid only until the new one has been used once, then
-it is refused (invalid_grant): a client that lost the new one before
-saving it still holds a usable one. One line per request goes to --log
+it is refused (invalid_grant, AADSTS70000). That grace is what makes a
+client killed between receiving the answer and saving the new token
+survivable: the token it still holds on disk is accepted, and no
+provider could do better without it (a token refused as soon as its
+successor is issued dies with a client killed at that moment). Reuse
+after the successor was used is refused, as a strict provider with
+reuse detection does. Microsoft's own documentation ("Refresh tokens in
+the Microsoft identity platform") is more lenient still: it "doesn't
+revoke old refresh tokens when used to fetch new access tokens", they
+last until they expire; the stand-in is stricter than the real thing on
+purpose, so that a client which wrote a token back in the wrong order,
+or lost one, fails here. One line per request goes to --log
 (grant, user, result), never a token. Access tokens are RS256 JWTs by
 the test issuer key, as tests/tokend.py issues them, with the signed-in
 mailbox in tenant_domain (what the test Dovecot checks).
@@ -63,6 +75,7 @@ class Provider:
         self.codes = {}         # code -> dict
         self.refresh = {}       # refresh token -> dict(user, scope, state)
         self.interval = int(conf.get("interval", 1))
+        self.delay = 0.0        # seconds before a refresh grant's answer
 
     def log(self, grant, user, result):
         with self.lock, open(self.log_path, "a") as f:
@@ -323,6 +336,9 @@ def make_handler(prov):
                     answer = prov.approve(q)
                 elif u.path == "/revoke-all":
                     answer = prov.revoke_all(q)
+                elif u.path == "/delay":
+                    prov.delay = float(q.get("seconds", "0"))
+                    answer = (200, {"ok": True})
                 elif u.path.endswith("/authorize") or \
                         u.path.endswith("/auth"):
                     answer = prov.authorize(q)
@@ -345,6 +361,9 @@ def make_handler(prov):
                                        "error_description": "repeated "
                                        "parameter"})
             path = urllib.parse.urlsplit(self.path).path
+            if path.endswith("/token") and prov.delay > 0 and \
+                    form.get("grant_type") == "refresh_token":
+                time.sleep(prov.delay)  # outside the lock: others go on
             with prov.state:
                 if path.endswith("/devicecode"):
                     answer = prov.device(form)

@@ -151,6 +151,33 @@ main(void)
 		closedir(d);
 		ok(left == 0, "removes the temporary files killed writers left");
 	}
+	{
+		/*
+		 * logout's removal: the file and every temporary file beside
+		 * it, however fresh (each may hold a refresh token), nothing
+		 * else
+		 */
+		char p2[600], p3[600], p4[600];
+
+		if (oa2_refresh_write(path, &rf, (uid_t)-1, (gid_t)-1,
+		    &err) != 0)
+			abort();
+		snprintf(p2, sizeof(p2), "%s.Ab12Cd", path);
+		snprintf(p3, sizeof(p3), "%s.Zz99Yy", path);
+		snprintf(p4, sizeof(p4), "%s.keep", path);
+		put(p2, "{\"refresh_token\": \"rt-fresh\"}", 0600);
+		put(p3, "", 0600);
+		put(p4, "not ours", 0600);
+		ok(oa2_refresh_remove(path, &err) == 0 &&
+		    access(path, F_OK) == -1 && access(p2, F_OK) == -1 &&
+		    access(p3, F_OK) == -1,
+		    "remove: the token file and the fresh temporary files "
+		    "beside it");
+		ok(access(p4, F_OK) == 0, "remove: nothing else");
+		unlink(p4);
+		ok(oa2_refresh_remove(path, &err) == 0,
+		    "remove: an absent token file is not an error");
+	}
 	oa2_refresh_file_clear(&rf);
 
 	/* the config keys */

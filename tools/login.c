@@ -584,6 +584,8 @@ logout(const struct login *l)
 
 	if (oa2_refresh_read(l->rd->token_file, &rf, &err) != 0) {
 		if (access(l->rd->token_file, F_OK) == -1 && errno == ENOENT) {
+			/* a killed first login may have left a temporary */
+			(void)oa2_refresh_remove(l->rd->token_file, &err);
 			printf("%s is not signed in (no %s)\n", l->user,
 			    l->rd->token_file);
 			return EX_OK;
@@ -614,9 +616,9 @@ logout(const struct login *l)
 	oa2_refresh_file_clear(&rf);
 	if (ex != EX_OK)
 		return ex;
-	if (unlink(l->rd->token_file) == -1)
-		return fail("cannot delete %s: %s", l->rd->token_file,
-		    strerror(errno));
+	/* with what killed rotations left beside it (refresh tokens too) */
+	if (oa2_refresh_remove(l->rd->token_file, &err) != 0)
+		return fail("%s", err.msg);
 	if ((cf = oa2_cache_file(l->a)) != NULL) {
 		(void)unlink(cf);
 		free(cf);
