@@ -66,8 +66,8 @@ int oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
 /*
  * Delete the token file at path (absent: not an error) and every
  * temporary file a writer killed before its rename left beside it
- * (path.XXXXXX, owned by the effective user), whatever its age: each
- * may hold a refresh token.
+ * (path.XXXXXX, owned by the effective user, or by anyone when that is
+ * root), whatever its age: each may hold a refresh token.
  */
 int oa2_refresh_remove(const char *path, struct oa2_error *err);
 

@@ -203,7 +203,8 @@ write_all(int fd, const char *p, size_t n)
 /*
  * Remove what writers killed between mkstemp and rename left beside
  * path (NAME.XXXXXX, ours, over min_age seconds old; min_age < 0: all
- * of them): each holds a refresh token that was never used.
+ * of them, and as root those of any owner: logout of a sign-in given
+ * to another user): each holds a refresh token that was never used.
  */
 static void
 sweep_temps(int dfd, const char *path, long min_age)
@@ -228,7 +229,8 @@ sweep_temps(int dfd, const char *path, long min_age)
 		    de->d_name[blen] != '.')
 			continue;
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+		    S_ISREG(st.st_mode) && (st.st_uid == geteuid() ||
+		    (min_age < 0 && geteuid() == 0)) &&
 		    (min_age < 0 || st.st_mtime + min_age < time(NULL)))
 			(void)unlinkat(dfd, de->d_name, 0);
 	}

@@ -213,6 +213,15 @@ check "the config and the client secret are not inside the chroot" \
 	sh -c "[ ! -e '$Q$CONF' ] && [ ! -e '$Q$T/etc/google.secret' ] &&
 	       ! grep -rqs -F '$GSECRET' '$Q/sasl-oauth2' '$Q/var'"
 
+# --- logout as root: postfix's sign-in, and what a killed writer left -------
+# (a temporary file of a smtp process killed before its rename)
+( umask 077; printf '{"refresh_token": "left-by-a-killed-writer"}\n' > "$MSF.Kz81Qp" )
+chown postfix:postfix "$MSF.Kz81Qp"
+run logout-ms logout "$MS"
+expect logout-ms 0 out "deleted $MSF" "logout as root of the sign-in given to postfix"
+check "the token file and postfix's temporary file beside it are gone" \
+	sh -c "[ ! -e '$MSF' ] && [ ! -e '$MSF.Kz81Qp' ] && [ -e '$GMF' ]"
+
 # --- nothing secret in Postfix's log or the mail ---------------------------
 printf '%s\n' "$ms0" "$ms1" "$ms2" "$g0" "$GSECRET" eyJ > "$T/needles"
 pf_no_secret "no refresh token, access token or client secret in Postfix's log or the mail" "$T/needles"
