@@ -9,7 +9,8 @@
 #             preloaded by tests/lib.sh so they can dlopen the plugin
 #   valgrind  make check VALGRIND="valgrind ..." unit tests under valgrind;
 #             the e2e tests wrap imtest, mbsync, saslclient and the tool
-#   distcheck make distcheck                     counts as one test
+#   distcheck make distcheck-quick (its check: the unit tests and
+#             e2e-imtest; every test file in the tarball)  one test
 #   fuzz      make fuzz (clang, libFuzzer)       each target for
 #             FUZZ_SECONDS, one result per target (fuzz/README.md)
 #   bench     make bench BENCH_FLAGS=--quick      it still runs; one result
@@ -271,8 +272,10 @@ for r in $RUNS; do
 	plain) run plain ""; warnings plain ;;
 	distcheck)
 		# The release tarball builds, tests, installs and uninstalls
-		# cleanly from a read-only source tree.
-		single distcheck make distcheck ;;
+		# cleanly from a read-only source tree; every test file is in
+		# it (dist-hook). Its check runs the unit tests and e2e-imtest
+		# (the whole suite ran in plain, asan and valgrind already).
+		single distcheck make distcheck-quick ;;
 	bench)
 		# The benchmark's quick mode still runs (its figures are not
 		# judged here: see bench/results.md).
