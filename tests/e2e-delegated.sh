@@ -21,16 +21,8 @@ BOB=bob@contoso.com
 
 make_ca
 start_tokend		# the issuer key Dovecot trusts, and the default account
-oauthd() { # oauthd NAME PROVIDER CLIENT [SECRET]
-	printf '{ "issuer_key": "%s", "kid": "k1", "client_id": "%s"%s }\n' \
-		"$T/issuer.key" "$3" "${4:+, \"client_secret\": \"$4\"}" > "$T/$1.json"
-	serve "$1" "$PYTHON3" "$here/oauthd.py" --config "$T/$1.json" --provider "$2" \
-		--cert "$T/server.pem" --key "$T/server.key" --port-file "$T/$1.port" \
-		--log "$T/$1.log"
-}
-oauthd ms microsoft "$MSID"; MS_PORT=$SERVED_PORT
-oauthd google google "$GID" "$GSECRET"; G_PORT=$SERVED_PORT
-touch "$T/ms.log" "$T/google.log"
+run_oauthd ms microsoft "$MSID"; MS_PORT=$SERVED_PORT
+run_oauthd google google "$GID" "$GSECRET"; G_PORT=$SERVED_PORT
 start_dovecot
 mkdir -p "$T/tok"; chmod 700 "$T/tok"
 ( umask 077; printf '%s\n' "$GSECRET" > "$T/google.secret" )

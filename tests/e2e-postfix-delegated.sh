@@ -29,16 +29,8 @@ ID="e2e-postfix-delegated-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')"
 
 make_ca
 make_issuer
-oauthd() { # oauthd NAME PROVIDER CLIENT [SECRET]: as in e2e-delegated
-	printf '{ "issuer_key": "%s", "kid": "k1", "client_id": "%s"%s }\n' \
-		"$T/issuer.key" "$3" "${4:+, \"client_secret\": \"$4\"}" > "$T/$1.json"
-	serve "$1" "$PYTHON3" "$here/oauthd.py" --config "$T/$1.json" --provider "$2" \
-		--cert "$T/server.pem" --key "$T/server.key" --port-file "$T/$1.port" \
-		--log "$T/$1.log"
-}
-oauthd ms microsoft "$MSID"; MS_PORT=$SERVED_PORT
-oauthd google google "$GID" "$GSECRET"; G_PORT=$SERVED_PORT
-touch "$T/ms.log" "$T/google.log"
+run_oauthd ms microsoft "$MSID"; MS_PORT=$SERVED_PORT
+run_oauthd google google "$GID" "$GSECRET"; G_PORT=$SERVED_PORT
 RELAY_PORT=$(free_port)
 SMTPD_PORT=$(free_port)
 # Dovecot takes a token for its own mailbox only (oauthd puts the
@@ -205,13 +197,7 @@ oc -d "grant_type=refresh_token&client_id=$MSID&scope=x&refresh_token=$ms2" \
 	"https://127.0.0.1:$MS_PORT/consumers/oauth2/v2.0/token" > "$T/new.json"
 check "the saved refresh token is the one the provider honours" \
 	grep -q '"access_token"' "$T/new.json"
-pids=$(smtp_pids)
-echo "# smtp daemons in the chroot (pid:user): $pids"
-check "the smtp daemons run inside the chroot as user postfix" \
-	sh -c "echo '$pids' | grep -q ':postfix '"
-check "the config and the client secret are not inside the chroot" \
-	sh -c "[ ! -e '$Q$CONF' ] && [ ! -e '$Q$T/etc/google.secret' ] &&
-	       ! grep -rqs -F '$GSECRET' '$Q/sasl-oauth2' '$Q/var'"
+pf_chrooted "the client secret" "$T/etc/google.secret" -F -e "$GSECRET"
 
 # --- logout as root: postfix's sign-in, and what a killed writer left -------
 # (a temporary file of a smtp process killed before its rename)

@@ -128,13 +128,7 @@ check "two cache files in the chroot, one per mailbox, owned by postfix" sh -c \
 	 [ -z \"\$(find '$Q/var/cache/sasl-oauth2' -name '*.token' ! -user postfix)\" ]"
 
 # --- the key file was read before the chroot -----------------------------
-pids=$(smtp_pids)
-echo "# smtp daemons in the chroot (pid:user): $pids"
-check "the smtp daemons run inside the chroot as user postfix" \
-	sh -c "echo '$pids' | grep -q ':postfix '"
-check "the config and the key file are not inside the chroot" \
-	sh -c "[ ! -e '$Q$CONF' ] && [ ! -e '$Q$T/etc/relay.json' ] &&
-	       ! grep -rqs -D skip -F -e 'PRIVATE KEY' -e 'private_key' '$Q'"
+pf_chrooted "the key file" "$T/etc/relay.json" -F -e 'PRIVATE KEY' -e private_key
 
 # --- nothing secret in Postfix's log or the mail --------------------------
 {

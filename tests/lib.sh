@@ -157,6 +157,18 @@ run_tokend() {
 		--port-file "$T/$_n.port" --log "$T/$_n.log" "$@"
 }
 
+# run_oauthd NAME PROVIDER CLIENT [SECRET]: the delegated-flow stand-in
+# (tests/oauthd.py) for PROVIDER ("microsoft" or "google") and one client,
+# signing with the issuer key (make_issuer), logging to $T/NAME.log.
+run_oauthd() {
+	printf '{ "issuer_key": "%s", "kid": "k1", "client_id": "%s"%s }\n' \
+		"$T/issuer.key" "$3" "${4:+, \"client_secret\": \"$4\"}" > "$T/$1.json"
+	serve "$1" "$PYTHON3" "$here/oauthd.py" --config "$T/$1.json" --provider "$2" \
+		--cert "$T/server.pem" --key "$T/server.key" --port-file "$T/$1.port" \
+		--log "$T/$1.log"
+	: >> "$T/$1.log"
+}
+
 # The key the stand-in signs access tokens with, and its public half
 # where Dovecot's oauth2 passdb looks for it.
 make_issuer() {

@@ -191,6 +191,23 @@ smtp_pids() {
 	done
 }
 
+# pf_chrooted WHAT PATHS GREP-ARGS...: the smtp daemons run inside the
+# chroot as postfix, and neither the config nor WHAT (described; PATHS:
+# its files outside) is inside it, nor any text grep GREP-ARGS finds
+# there (recursion does not follow the chroot's link to /).
+pf_chrooted() {
+	_what=$1 _paths=$2; shift 2
+	_pids=$(smtp_pids)
+	echo "# smtp daemons in the chroot (pid:user): $_pids"
+	check "the smtp daemons run inside the chroot as user postfix" \
+		sh -c "echo '$_pids' | grep -q ':postfix '"
+	_in=
+	for _p in "$CONF" $_paths; do [ ! -e "$Q$_p" ] || _in="$_in $_p"; done
+	! grep -rqs -D skip "$@" "$Q" || _in="$_in (a match of grep $*)"
+	if [ -z "$_in" ]; then pass "the config and $_what are not inside the chroot"
+	else fail "the config and $_what are not inside the chroot:$_in"; fi
+}
+
 # pf_no_secret DESCRIPTION NEEDLES-FILE: none of the lines of the file in
 # Postfix's log, the mail store or the smtp daemon's stderr.
 pf_no_secret() {
