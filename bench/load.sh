@@ -11,8 +11,10 @@
 #
 # Run as nobody (no capabilities: the plugin loads its implementation
 # on first use, docs/loading.md) and, when this script runs as root,
-# as root too (the plugin loads everything at sasl_client_init, as a
-# Postfix smtp process needs before its chroot).
+# as root too (with a configuration file the plugin loads everything
+# at sasl_client_init, as a Postfix smtp process needs before its
+# chroot; and once more with the SASL option oauth2_preload no, through
+# $SASL_OAUTH2_PRELOAD, for a root program that never chroots).
 #
 # Usage: sh bench/load.sh [--out FILE]   (normally: make bench-load)
 # Writes the table to bench/results-load.md in the build directory.
@@ -108,13 +110,15 @@ as() {
 	*) "$@" ;;
 	esac
 }
-# measure WHO SASL_PATH CONF: "INSTRUCTIONS HWM_KIB"
+# measure WHO SASL_PATH CONF [PRELOAD]: "INSTRUCTIONS HWM_KIB"
 measure() {
 	_i=$(as "$1" env SASL_PATH="$D/$2" SASL_OAUTH2_CONF="$3" \
+		SASL_OAUTH2_PRELOAD="${4-}" \
 		valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 		"$PROBE" 2>&1 >/dev/null | sed -n 's/^==[0-9]*== Collected : //p')
 	_m=$(for _k in 1 2 3 4 5; do
-		as "$1" env SASL_PATH="$D/$2" SASL_OAUTH2_CONF="$3" "$PROBE" |
+		as "$1" env SASL_PATH="$D/$2" SASL_OAUTH2_CONF="$3" \
+			SASL_OAUTH2_PRELOAD="${4-}" "$PROBE" |
 			sed -n 's/.* hwm_kib=\([0-9]*\) .*/\1/p'
 	done | sort -n | sed -n 3p)
 	echo "$_i $_m"
@@ -140,6 +144,10 @@ for u in $USERS; do
 	set -- $(measure "$u" with /nonexistent); i1=$1 m1=$2
 	# shellcheck disable=SC2046
 	set -- $(measure "$u" with "$etc/sasl-oauth2.conf"); i2=$1 m2=$2
+	if [ "$u" = root ]; then
+		# shellcheck disable=SC2046
+		set -- $(measure "$u" with "$etc/sasl-oauth2.conf" no); i3=$1 m3=$2
+	fi
 	row() { # row LABEL I M
 		awk -v w="$w" -v l="$1" -v i="$2" -v m="$3" -v i0="$i0" -v m0="$m0" -v t="$4" 'BEGIN {
 			r = i / i0; d = m - m0
@@ -147,8 +155,10 @@ for u in $USERS; do
 			printf "| %s | %s | %.2f M | %.2fx | %d | %+d | %s |\n", w, l, i / 1e6, r, m, d, v }'
 	}
 	row "system only" "$i0" "$m0" ""
-	row "+ sasl-oauth2, no config" "$i1" "$m1" ""
+	row "+ sasl-oauth2, no config" "$i1" "$m1" t
 	row "+ sasl-oauth2, realistic config" "$i2" "$m2" t
+	[ "$u" != root ] ||
+		row "+ sasl-oauth2, realistic config, oauth2_preload no" "$i3" "$m3" t
 done >> "$D/table"
 cat "$D/table"
 mkdir -p "$(dirname "$out")"

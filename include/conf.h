@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
+#include "confpath.h"
 #include "error.h"
 #include "jwt.h"
 #include "token.h"
@@ -200,12 +201,5 @@ const char *oa2_account_cred_name(const struct oa2_account *a, int next);
  */
 void oa2_account_expiry_warn(struct oa2_account *a, const struct oa2_log *lg,
     time_t now);
-
-/*
- * The config file to use: option (the SASL option oauth2_config) if
- * set, else $SASL_OAUTH2_CONF (ignored in setuid programs), else the
- * built-in default. Returns a string owned by its source.
- */
-const char *oa2_config_path(const char *option);
 
 #endif

@@ -1309,15 +1309,3 @@ oa2_config_changed(const struct oa2_config *cfg)
 		return 0;
 	return access(cfg->path, R_OK) == -1 ? -1 : 1;
 }
-
-const char *
-oa2_config_path(const char *option)
-{
-	const char *env;
-
-	if (option != NULL && *option != '\0')
-		return option;
-	if ((env = secure_getenv("SASL_OAUTH2_CONF")) != NULL && *env != '\0')
-		return env;
-	return OA2_DEFAULT_CONF;
-}

@@ -8,23 +8,27 @@
  *
  * - at plug_init when the process may still chroot or change identity
  *   (effective uid 0, a setuid/setgid/file-capability program, or any
- *   capability): Postfix calls sasl_client_init as root and chroots
- *   after it, so the configuration, secrets, keys and CA bundle are
- *   read then, exactly as without this loader; libsasl2 then gets the
- *   implementation's own mechanism table and calls it directly;
+ *   capability) and the configuration file exists: Postfix calls
+ *   sasl_client_init as root and chroots after it, so the
+ *   configuration, secrets, keys and CA bundle are read then, exactly
+ *   as without this loader; libsasl2 then gets the implementation's
+ *   own mechanism table and calls it directly;
  * - otherwise on the first sasl_client_start of either mechanism: such
- *   a process cannot lose access to the files in between; unless the
- *   SASL option oauth2_preload or $SASL_OAUTH2_PRELOAD says yes (a host
- *   that confines itself without privileges: Landlock, a user
- *   namespace).
+ *   a process cannot lose access to the files in between, and without
+ *   a configuration file there is nothing to read before a chroot.
+ * The SASL option oauth2_preload (or $SASL_OAUTH2_PRELOAD) says yes for
+ * a host that confines itself without privileges (Landlock, a user
+ * namespace), or no for a root program that never chroots.
  *
  * docs/loading.md has the rules and the measurements.
  */
 #include "config.h"
 
 #include <sys/auxv.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -38,6 +42,8 @@
 
 #include <sasl/sasl.h>
 #include <sasl/saslplug.h>
+
+#include "confpath.h"
 
 #ifndef OA2_IMPL_PATH
 #define OA2_IMPL_PATH "/usr/lib/sasl-oauth2/sasl-oauth2-impl.so"
@@ -67,8 +73,11 @@ static struct {
 	int			ready;		/* impl set (atomic read) */
 	int			pending_frees;	/* mech_free calls still due */
 	char			why[600];	/* why the load failed */
+	char			absent[300];	/* the config file that did not
+						   exist at plug_init, when that
+						   alone deferred the load */
 } shim = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0, NULL, 0, 0,
-    "" };
+    "", "" };
 
 /*
  * Whether the process could still chroot, drop privileges or change
@@ -97,22 +106,69 @@ may_still_chroot(void)
 #endif
 }
 
-/* A yes of the SASL option oauth2_preload or of $SASL_OAUTH2_PRELOAD. */
-static int
-preload_asked(const sasl_utils_t *utils)
+/* The SASL option name of this plugin's, or NULL. */
+static const char *
+sasl_option(const sasl_utils_t *utils, const char *name)
 {
-	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
 	const char *v = NULL;
 	unsigned len;
-	int i;
 
 	if (utils->getopt == NULL || utils->getopt(utils->getopt_context,
-	    "XOAUTH2", "oauth2_preload", &v, &len) != SASL_OK || v == NULL)
-		v = getenv("SASL_OAUTH2_PRELOAD");
+	    "XOAUTH2", name, &v, &len) != SASL_OK)
+		return NULL;
+	return v;
+}
+
+/* 1, 0 or -1 for a yes, a no or anything else (unset) in v. */
+static int
+yes_no(const char *v)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
+	static const char *const no[] = { "0", "no", "false", "off", NULL };
+	int i;
+
 	for (i = 0; v != NULL && yes[i] != NULL; i++)
 		if (strcasecmp(v, yes[i]) == 0)
 			return 1;
-	return 0;
+	for (i = 0; v != NULL && no[i] != NULL; i++)
+		if (strcasecmp(v, no[i]) == 0)
+			return 0;
+	return -1;
+}
+
+/*
+ * The SASL option oauth2_preload, else $SASL_OAUTH2_PRELOAD: 1 (load at
+ * plug_init), 0 (on first use) or -1 (unset: the process decides). The
+ * environment's yes is taken in a setuid program too (it only makes
+ * the loading earlier), its no is not.
+ */
+static int
+preload_option(const sasl_utils_t *utils)
+{
+	int v = yes_no(sasl_option(utils, "oauth2_preload"));
+
+	if (v == -1 && (v = yes_no(getenv("SASL_OAUTH2_PRELOAD"))) == 0 &&
+	    secure_getenv("SASL_OAUTH2_PRELOAD") == NULL)
+		v = -1;		/* the environment's no, in a setuid program */
+	return v;
+}
+
+/*
+ * Whether the configuration file is certainly not there (ENOENT,
+ * ENOTDIR): then a process that may chroot has nothing to read before
+ * it, and loads nothing. Its path goes to shim.absent.
+ */
+static int
+config_absent(const sasl_utils_t *utils)
+{
+	const char *path = oa2_config_path(sasl_option(utils,
+	    "oauth2_config"));
+	struct stat st;
+
+	if (stat(path, &st) == 0 || (errno != ENOENT && errno != ENOTDIR))
+		return 0;
+	snprintf(shim.absent, sizeof(shim.absent), "%s", path);
+	return 1;
 }
 
 /*
@@ -150,7 +206,7 @@ load_impl(void)
 	if (shim.handle != NULL)
 		return 0;
 	impl_path(path, sizeof(path));
-	if ((shim.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+	if ((shim.handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL)) == NULL) {
 		e = dlerror();
 		/* dlerror's sentence starts with the path */
 		snprintf(shim.why, sizeof(shim.why), "cannot load the "
@@ -193,19 +249,31 @@ static const int mech_index[NMECHS] = { 0, 1 };
 static int
 lazy_new(void *glob, sasl_client_params_t *params, void **conn_context)
 {
-	int i = *(const int *)glob, r = 0;
-	char why[sizeof(shim.why)], msg[sizeof(shim.why) + 128];
+	int i = *(const int *)glob, r = 0, unmapped = 0;
+	char why[sizeof(shim.why)], absent[sizeof(shim.absent)];
+	char msg[sizeof(why) + sizeof(absent) + 128];
 
 	if (!__atomic_load_n(&shim.ready, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&shim.lock);
 		if (!shim.ready)
 			r = start_impl(shim.utils, shim.maxversion);
 		memcpy(why, shim.why, sizeof(why));
+		memcpy(absent, shim.absent, sizeof(absent));
+		unmapped = shim.handle == NULL && absent[0] != '\0';
 		pthread_mutex_unlock(&shim.lock);
 		if (r != 0) {
-			snprintf(msg, sizeof(msg), "XOAUTH2 and OAUTHBEARER "
-			    "are unavailable: %s; reinstall sasl-oauth2 "
-			    "(Debian: libsasl2-modules-oauth2)", why);
+			if (unmapped)	/* most likely a chroot since then */
+				snprintf(msg, sizeof(msg), "XOAUTH2 and "
+				    "OAUTHBEARER are unavailable: %.300s did "
+				    "not exist when this program started, so "
+				    "the plugin loaded nothing then, and now it "
+				    "%s; restart the program (Postfix: postfix "
+				    "reload)", absent, why);
+			else
+				snprintf(msg, sizeof(msg), "XOAUTH2 and "
+				    "OAUTHBEARER are unavailable: %s; "
+				    "reinstall sasl-oauth2 (Debian: "
+				    "libsasl2-modules-oauth2)", why);
 			params->utils->seterror(params->utils->conn,
 			    SASL_NOLOG, "%s", msg);
 			params->utils->log(params->utils->conn, SASL_LOG_ERR,
@@ -302,6 +370,8 @@ __attribute__((visibility("default"))) int
 sasl_client_plug_init(const sasl_utils_t *utils, int maxversion,
     int *out_version, sasl_client_plug_t **pluglist, int *plugcount)
 {
+	int pre;
+
 	if (maxversion < SASL_CLIENT_PLUG_VERSION) {
 		utils->seterror(utils->conn, 0, "sasl-oauth2: libsasl2 is "
 		    "too old (client plugin version %d < %d)", maxversion,
@@ -317,7 +387,10 @@ sasl_client_plug_init(const sasl_utils_t *utils, int maxversion,
 	 * calls it directly from then on. A failure never fails
 	 * plug_init: the mechanisms stay listed and say why when used.
 	 */
-	if ((may_still_chroot() || preload_asked(utils)) && !shim.ready) {
+	pre = preload_option(utils);
+	shim.absent[0] = '\0';
+	if (!shim.ready && (pre == 1 || (pre == -1 && may_still_chroot() &&
+	    !config_absent(utils)))) {
 		if (start_impl(utils, maxversion) == 0) {
 			shim.pending_frees = 0;	/* lazy_free is not called */
 			*pluglist = shim.impl;

@@ -5,7 +5,9 @@
 # or the implementation object; its first XOAUTH2 or OAUTHBEARER login
 # loads them and works. A process that may still chroot (root) loads
 # them at sasl_client_init, as Postfix needs, and so does any process
-# with SASL_OAUTH2_PRELOAD=yes. A missing or unloadable
+# with SASL_OAUTH2_PRELOAD=yes; unless there is no configuration file
+# (nothing to read before a chroot) or SASL_OAUTH2_PRELOAD=no. After a
+# chroot, a plugin that loaded nothing says why. A missing or unloadable
 # implementation gives one sentence when a mechanism is used, never a
 # crash, and never removes PLAIN or the mechanisms from the list.
 set -eu
@@ -60,6 +62,25 @@ check "root: the implementation is loaded at sasl_client_init" has root " impl=1
 check "and libcurl with it" has root " curl=1 "
 as_nobody env SASL_OAUTH2_PRELOAD=yes "$PROBE" -i > "$T/preload" 2> "$T/preload.err" || true
 check "nobody with SASL_OAUTH2_PRELOAD=yes: loaded at sasl_client_init" has preload " impl=1 "
+
+# Root without a configuration file: nothing to read before a chroot,
+# so nothing is loaded until a mechanism is used.
+( SASL_OAUTH2_CONF="$T/absent.conf"; export SASL_OAUTH2_CONF
+  probe noconf -i
+  probe noconf-xo -m XOAUTH2 -u "$USER1"
+  mkdir -m 755 "$T/jail"
+  probe noconf-jail -C "$T/jail" -m XOAUTH2 -u "$USER1" )
+check "root, no configuration file: nothing loaded at sasl_client_init" has noconf " impl=0 "
+check "nor libcurl" has noconf " curl=0 "
+check "its XOAUTH2 login loads it, which names the missing file" grep -q "cannot open configuration file $T/absent.conf: No such file" "$T/noconf-xo.err"
+check "the same after a chroot: the login fails cleanly" has noconf-jail "result=-1 "
+check "with one sentence: restart the program" grep -q "XOAUTH2 and OAUTHBEARER are unavailable: $T/absent.conf did not exist when this program started, so the plugin loaded nothing then, and now it cannot load the implementation: .*; restart the program (Postfix: postfix reload)$" "$T/noconf-jail.err"
+( SASL_OAUTH2_PRELOAD=no; export SASL_OAUTH2_PRELOAD
+  probe preload-no -i
+  probe preload-no-xo -m XOAUTH2 -u "$USER1" )
+check "root with SASL_OAUTH2_PRELOAD=no: nothing loaded at sasl_client_init" has preload-no " impl=0 "
+check "its XOAUTH2 login loads it on first use" has preload-no-xo " impl=1 "
+check "and sends the initial response" has preload-no-xo "result=[01] "
 
 # A copy of the plugin beside an implementation that is not one: a
 # text file, then a shared object without oa2_impl_plug_init (any

@@ -15,8 +15,10 @@
  * With -t N, N threads log in at once (the first use of a mechanism
  * from several threads) and the line ends with " threads_ok=K", the
  * number that succeeded; result is then the last failure's, or 0.
+ * With -C DIR (as root) it chroots to DIR after sasl_client_init, as
+ * a Postfix smtp process does; curl, impl and ossl are then -1.
  *
- *   loadprobe [-i] [-m MECH] [-u USER] [-t N]
+ *   loadprobe [-i] [-m MECH] [-u USER] [-t N] [-C DIR]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -136,13 +138,14 @@ main(int argc, char **argv)
 	int res[64];
 	int c, r, i, at_init = 0, nthreads = 0, nok = 0, curl, impl, ossl;
 	sasl_conn_t *conn = NULL;
-	char *end;
+	char *end, *root = NULL;
 
-	while ((c = getopt(argc, argv, "im:u:t:")) != -1)
+	while ((c = getopt(argc, argv, "im:u:t:C:")) != -1)
 		switch (c) {
 		case 'i': at_init = 1; break;
 		case 'm': mech = optarg; break;
 		case 'u': user = optarg; break;
+		case 'C': root = optarg; break;
 		case 't':
 			nthreads = (int)strtol(optarg, &end, 10);
 			if (*end == '\0' && nthreads >= 1 && nthreads <= 64)
@@ -150,10 +153,14 @@ main(int argc, char **argv)
 			/* FALLTHROUGH */
 		default:
 			fprintf(stderr, "usage: loadprobe [-i] [-m MECH] "
-			    "[-u USER] [-t N]\n");
+			    "[-u USER] [-t N] [-C DIR]\n");
 			return 2;
 		}
 	r = sasl_client_init(cbs);
+	if (root != NULL && (chroot(root) != 0 || chdir("/") != 0)) {
+		perror("loadprobe: chroot");
+		return 2;
+	}
 	if (r == SASL_OK && !at_init && nthreads == 0)
 		r = login(&conn);
 	else if (r == SASL_OK && !at_init) {
