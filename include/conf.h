@@ -145,6 +145,18 @@ struct oa2_config {
 int oa2_config_load(const char *path, const struct oa2_log *lg,
     struct oa2_config **out, struct oa2_error *err);
 
+/*
+ * Read, without parsing anything but the libconfig text, the file at
+ * path and every file its settings name that oa2_config_load reads (the
+ * credentials' files, ca_file or the system CA bundle) into *snap, for
+ * oa2_config_load to parse later under oa2_snapshot_use (secret.h):
+ * with the same result, after a chroot too. 0 when the file could be
+ * read and passed the owner/mode rule of oa2_config_load; else -1 with
+ * *snap freed (the caller then loads at once, for the load's sentence).
+ */
+struct oa2_snapshot;
+int oa2_config_snapshot(const char *path, struct oa2_snapshot **snap);
+
 /* Wipe secrets and free; clears *cfgp. Accepts NULL. */
 void oa2_config_free(struct oa2_config **cfgp);
 

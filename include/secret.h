@@ -83,4 +83,41 @@ int oa2_check_safe_path(const char *path, const struct stat *fst,
 int oa2_read_secret_file(const char *path, const char *what, char **out,
     struct oa2_error *err);
 
+/*
+ * A snapshot: files read while the process can still read them (at
+ * plug_init, before a Postfix smtp process chroots and drops root),
+ * for a configuration parsed on first use (issue 16). While a thread
+ * uses one (oa2_snapshot_use), oa2_read_file_st, oa2_stat and
+ * oa2_check_safe_path answer for each path it holds exactly as the
+ * disk answered when it was taken, with the effective uid of then;
+ * other paths go to the disk. Its contents are wiped when it is freed.
+ */
+struct oa2_snapshot;
+
+/*
+ * Take path into *snap (made on first use): its stat, its open and
+ * fstat, its contents when it is a regular file of at most max bytes,
+ * and, with safe_what set, the answer of oa2_check_safe_path(path, ...,
+ * safe_what). A path already held is not taken again. -1 when out of
+ * memory; an unreadable file is no failure (it is held as such).
+ */
+int oa2_snapshot_add(struct oa2_snapshot **snap, const char *path,
+    size_t max, const char *safe_what);
+
+/*
+ * The contents held for path (NUL-terminated) when it was read whole
+ * and passed the oa2_check_safe_path asked for; else NULL.
+ */
+const char *oa2_snapshot_data(const struct oa2_snapshot *snap,
+    const char *path);
+
+/* Use snap in this thread from now on; NULL: the disk again. */
+void oa2_snapshot_use(const struct oa2_snapshot *snap);
+
+/* Wipe and free *snap and clear the pointer. Accepts NULL. */
+void oa2_snapshot_free(struct oa2_snapshot **snap);
+
+/* stat(2), answered from the snapshot in use when it holds path. */
+int oa2_stat(const char *path, struct stat *st);
+
 #endif

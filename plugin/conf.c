@@ -27,6 +27,7 @@
 #define DEFAULT_CACHE_DIR	"/var/cache/sasl-oauth2"
 #define MAX_CONFIG_SIZE		(1024 * 1024)
 #define MAX_CA_SIZE		(8 * 1024 * 1024)
+#define MAX_SNAP_FILE		(1024 * 1024)	/* jwt.c's MAX_PEM */
 
 /*
  * The national clouds: the key cloud sets authority, scope and the
@@ -362,7 +363,7 @@ load_ca(struct oa2_loader *ld, const config_setting_t *s, const char *path,
 	int r;
 
 	*out = NULL;
-	if (stat(path, &st) == 0 &&
+	if (oa2_stat(path, &st) == 0 &&
 	    (*out = find_ca(cfg, st.st_dev, st.st_ino)) != NULL) {
 		if (!explicit_ || (r = oa2_check_safe_path(path, &st,
 		    "CA file", ld->err)) == 0)
@@ -370,7 +371,7 @@ load_ca(struct oa2_loader *ld, const config_setting_t *s, const char *path,
 		*out = NULL;
 		return ca_fail(ld, s, r);
 	}
-	if (!explicit_ && access(path, F_OK) == -1)
+	if (!explicit_ && oa2_stat(path, &st) == -1)
 		return OA2_OK;	/* no system bundle: libcurl's default */
 	/* Accounts point into the array: it is sized for all of them. */
 	if (cfg->ncas >= cfg->maxcas)
@@ -1032,6 +1033,116 @@ include_line(const char *text)
 	}
 }
 
+/* Wipe the inline secrets of the parsed tree lc before it is freed. */
+static void
+wipe_inline_secrets(config_t *lc)
+{
+	static const char *const inl[] = {
+		"client_secret", "next_client_secret", NULL
+	};
+	config_setting_t *list = config_lookup(lc, "accounts"), *g, *s;
+	int i, k, n = list != NULL ? config_setting_length(list) : 0;
+	const char *v;
+
+	for (i = 0; i < n; i++) {
+		g = config_setting_get_elem(list, i);
+		for (k = 0; inl[k] != NULL; k++)
+			if ((s = config_setting_get_member(g, inl[k])) !=
+			    NULL && config_setting_type(s) ==
+			    CONFIG_TYPE_STRING &&
+			    (v = config_setting_get_string(s)) != NULL)
+				oa2_wipe((char *)v, strlen(v));
+	}
+}
+
+/*
+ * The settings whose files oa2_config_load reads (the credential
+ * sources' load functions and load_ca), and at most how many bytes of
+ * each it takes; a token_file or client_assertion_file is read for
+ * each request instead. tests/test-config.c loads a config with every
+ * one of them from a snapshot after removing the files.
+ */
+static const struct {
+	const char	*key;
+	size_t		max;
+	const char	*safe_what;	/* checked as the config is */
+} snap_keys[] = {
+	{ "ca_file", MAX_CA_SIZE, "CA file" },
+	{ "client_secret_file", MAX_SNAP_FILE, NULL },
+	{ "certificate", MAX_SNAP_FILE, NULL },
+	{ "private_key", MAX_SNAP_FILE, NULL },
+	{ "private_key_passphrase_file", MAX_SNAP_FILE, NULL },
+	{ "pkcs12", MAX_SNAP_FILE, NULL },
+	{ "pkcs12_passphrase_file", MAX_SNAP_FILE, NULL },
+	{ "next_client_secret_file", MAX_SNAP_FILE, NULL },
+	{ "next_certificate", MAX_SNAP_FILE, NULL },
+	{ "next_private_key", MAX_SNAP_FILE, NULL },
+	{ "next_private_key_passphrase_file", MAX_SNAP_FILE, NULL },
+	{ "next_pkcs12", MAX_SNAP_FILE, NULL },
+	{ "next_pkcs12_passphrase_file", MAX_SNAP_FILE, NULL },
+	{ "service_account_file", MAX_SNAP_FILE, NULL },
+	{ "managed_identity_header_file", MAX_SNAP_FILE, NULL },
+};
+
+/* The files group g names (snap_keys) into *snap; -1: out of memory. */
+static int
+snapshot_group(struct oa2_snapshot **snap, const config_setting_t *g)
+{
+	const config_setting_t *s;
+	const char *v;
+	size_t i;
+
+	if (g == NULL || !config_setting_is_group(g))
+		return 0;
+	for (i = 0; i < sizeof(snap_keys) / sizeof(snap_keys[0]); i++)
+		if ((s = config_setting_get_member(g, snap_keys[i].key)) !=
+		    NULL && (v = config_setting_get_string(s)) != NULL &&
+		    *v != '\0' && oa2_snapshot_add(snap, v, snap_keys[i].max,
+		    snap_keys[i].safe_what) != 0)
+			return -1;
+	return 0;
+}
+
+int
+oa2_config_snapshot(const char *path, struct oa2_snapshot **snap)
+{
+	const config_setting_t *defaults, *list;
+	const char *text;
+	config_t lc;
+	int i, r = -1;
+
+	*snap = NULL;
+	if (oa2_snapshot_add(snap, path, MAX_CONFIG_SIZE,
+	    "configuration file") != 0)
+		goto out;
+	/* anything but a file that reads and passes: load it now */
+	if ((text = oa2_snapshot_data(*snap, path)) == NULL ||
+	    include_line(text) != 0)
+		goto out;
+	config_init(&lc);
+	/* a text libconfig refuses is refused again, with its line, later */
+	r = 0;
+	if (config_read_string(&lc, text)) {
+		defaults = config_lookup(&lc, "defaults");
+		r = snapshot_group(snap, defaults);
+		if (r == 0 && (defaults == NULL ||
+		    config_setting_get_member(defaults, "ca_file") == NULL))
+			r = oa2_snapshot_add(snap, DEFAULT_CA_FILE, MAX_CA_SIZE,
+			    NULL);
+		list = config_lookup(&lc, "accounts");
+		for (i = 0; r == 0 && list != NULL &&
+		    i < config_setting_length(list); i++)
+			r = snapshot_group(snap, config_setting_get_elem(list,
+			    i));
+	}
+	wipe_inline_secrets(&lc);
+	config_destroy(&lc);
+ out:
+	if (r != 0)
+		oa2_snapshot_free(snap);
+	return r;
+}
+
 static int
 load(struct oa2_loader *ld, config_t *lc)
 {
@@ -1162,7 +1273,7 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 	if ((r = oa2_read_file_st(path, "configuration file", 0,
 	    MAX_CONFIG_SIZE, &text, NULL, &st, err)) != 0) {
 		r = err->code = OA2_ERR_CONFIG;
-		if (access(path, F_OK) == -1 && errno == ENOENT)
+		if (oa2_stat(path, &st) == -1 && errno == ENOENT)
 			missing(path, err);
 		goto out;
 	}
@@ -1205,27 +1316,8 @@ oa2_config_load(const char *path, const struct oa2_log *lg,
 	oa2_clearerr(err);
  out:
 	/* The parsed tree holds inline secrets: wipe it, then the text. */
-	if (ld.has_inline_secret || r != 0) {
-		config_setting_t *list = config_lookup(&lc, "accounts");
-		int i, n = list != NULL ? config_setting_length(list) : 0;
-
-		for (i = 0; i < n; i++) {
-			config_setting_t *g = config_setting_get_elem(list, i);
-			static const char *const inl[] = {
-				"client_secret", "next_client_secret", NULL
-			};
-			config_setting_t *s;
-			const char *v;
-			int k;
-
-			for (k = 0; inl[k] != NULL; k++)
-				if ((s = config_setting_get_member(g,
-				    inl[k])) != NULL && config_setting_type(s)
-				    == CONFIG_TYPE_STRING &&
-				    (v = config_setting_get_string(s)) != NULL)
-					oa2_wipe((char *)v, strlen(v));
-		}
-	}
+	if (ld.has_inline_secret || r != 0)
+		wipe_inline_secrets(&lc);
 	config_destroy(&lc);
 	if (text != NULL)
 		oa2_freezero(text, strlen(text));

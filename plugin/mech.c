@@ -67,8 +67,10 @@ static struct {
 	struct loaded		*cur;		/* NULL: no usable config */
 	struct oa2_error	load_err;	/* why cur is NULL */
 	struct file_id		failed;		/* the file that failed to load */
+	struct oa2_snapshot	*snap;		/* read at init, to parse on
+						   first use */
 } plugin = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, { 0, "" },
-    { 0, 0, 0, 0, 0, 0, { 0, 0 }, { 0, 0 }, 0 } };
+    { 0, 0, 0, 0, 0, 0, { 0, 0 }, { 0, 0 }, 0 }, NULL };
 
 struct mech_context {
 	int	kind;			/* MECH_* */
@@ -155,7 +157,7 @@ file_id_get(const char *path, struct file_id *id)
 	struct stat st;
 
 	memset(id, 0, sizeof(*id));
-	if (stat(path, &st) == -1)
+	if (oa2_stat(path, &st) == -1)
 		return;
 	id->valid = 1;
 	id->dev = st.st_dev;
@@ -185,7 +187,7 @@ path_safe(const char *path)
 	struct oa2_error err;
 	struct stat st;
 
-	return stat(path, &st) == 0 &&
+	return oa2_stat(path, &st) == 0 &&
 	    oa2_check_safe_path(path, &st, "configuration file", &err) == 0;
 }
 
@@ -222,12 +224,18 @@ loaded_replace(struct oa2_config *cfg)
 }
 
 /*
- * (Re)load the configuration: at init, and later only when the file is
- * readable and has changed (inside a chroot it is not, and the copy
- * read at init stays). A file that failed to load is not read again
- * until it changes: its error is reported (or the configuration loaded
- * before is kept) without parsing it on every login. Called with
- * plugin.lock held.
+ * (Re)load the configuration. At init only its files are read (a
+ * snapshot, oa2_config_snapshot): a process that never logs in with the
+ * mechanisms never parses a key or a certificate, and a Postfix smtp
+ * process that chroots after init parses them on its first login from
+ * what was read before (issue 16). A file that cannot be read or fails
+ * the owner/mode rule at init is loaded at once instead, for its
+ * sentence. Later, the file is loaded again only when it is readable
+ * and has changed (inside a chroot it is not, and the copy read at
+ * init stays). A file that failed to load is not read again until it
+ * changes: its error is reported (or the configuration loaded before
+ * is kept) without parsing it on every login. Called with plugin.lock
+ * held.
  */
 static void
 config_refresh(const sasl_utils_t *utils, int init)
@@ -237,23 +245,34 @@ config_refresh(const sasl_utils_t *utils, int init)
 	    NULL);
 	struct oa2_error err;
 	struct file_id id;
+	int first, r;
 
-	if (!init && plugin.cur != NULL &&
+	if (init && oa2_config_snapshot(plugin.path, &plugin.snap) == 0)
+		return;
+	/* the first load: at init, or from the snapshot */
+	first = init || plugin.snap != NULL;
+	if (!first && plugin.cur != NULL &&
 	    oa2_config_changed(plugin.cur->cfg) != 1)
 		return;
-	if (!init && plugin.cur == NULL && access(plugin.path, R_OK) == -1)
+	if (!first && plugin.cur == NULL && access(plugin.path, R_OK) == -1)
 		return;
+	oa2_snapshot_use(plugin.snap);
 	file_id_get(plugin.path, &id);
 	/*
 	 * The same file that failed: not read again, unless it failed
 	 * the owner/mode rule and a directory on its path was fixed since.
 	 */
-	if (!init && file_id_same(&id, &plugin.failed) &&
+	if (!first && file_id_same(&id, &plugin.failed) &&
 	    (!plugin.failed.unsafe || !path_safe(plugin.path)))
 		return;
-	if (oa2_config_load(plugin.path, &lg, &cfg, &err) != 0) {
+	r = oa2_config_load(plugin.path, &lg, &cfg, &err);
+	if (r != 0) {
 		plugin.failed = id;
 		plugin.failed.unsafe = !path_safe(plugin.path);
+	}
+	oa2_snapshot_use(NULL);
+	oa2_snapshot_free(&plugin.snap);
+	if (r != 0) {
 		if (plugin.cur != NULL) {
 			oa2_log(&lg, OA2_LOG_ERROR, "%s; keeping the "
 			    "configuration loaded before until the file "
@@ -626,6 +645,7 @@ mech_free(void *glob, const sasl_utils_t *utils)
 	if (plugin.refs > 0 && --plugin.refs == 0) {
 		/* a connection not yet disposed frees it when it is */
 		(void)loaded_replace(NULL);
+		oa2_snapshot_free(&plugin.snap);
 		memset(&plugin.failed, 0, sizeof(plugin.failed));
 		free(plugin.path);
 		plugin.path = NULL;

@@ -68,6 +68,31 @@ oa2_freezero_str(char **p)
 	*p = NULL;
 }
 
+/*
+ * The private-file rule for st, read by euid; any_owner: root takes a
+ * file of any owner.
+ */
+static int
+check_private_st(const struct stat *st, uid_t euid, const char *path,
+    const char *what, int any_owner, struct oa2_error *err)
+{
+	if (!S_ISREG(st->st_mode))
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
+		    "%s %s is not a regular file", what, path);
+	if (st->st_uid != 0 && st->st_uid != euid &&
+	    !(any_owner && euid == 0))
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
+		    "%s %s is owned by uid %lu, not by root or by uid %lu",
+		    what, path, (unsigned long)st->st_uid,
+		    (unsigned long)euid);
+	if ((st->st_mode & 077) != 0)
+		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
+		    "%s %s is accessible by group or others (mode %04o): "
+		    "run chmod 600 %s", what, path,
+		    (unsigned)(st->st_mode & 07777), path);
+	return OA2_OK;
+}
+
 /* oa2_check_private_fd; any_owner: root takes a file of any owner */
 static int
 check_private(int fd, const char *path, const char *what, int any_owner,
@@ -78,20 +103,189 @@ check_private(int fd, const char *path, const char *what, int any_owner,
 	if (fstat(fd, &st) == -1)
 		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
 		    "cannot examine %s %s: %s", what, path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
-		    "%s %s is not a regular file", what, path);
-	if (st.st_uid != 0 && st.st_uid != geteuid() &&
-	    !(any_owner && geteuid() == 0))
-		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
-		    "%s %s is owned by uid %lu, not by root or by uid %lu",
-		    what, path, (unsigned long)st.st_uid,
-		    (unsigned long)geteuid());
-	if ((st.st_mode & 077) != 0)
-		return oa2_seterr(err, OA2_ERR_CREDENTIAL,
-		    "%s %s is accessible by group or others (mode %04o): "
-		    "run chmod 600 %s", what, path,
-		    (unsigned)(st.st_mode & 07777), path);
+	return check_private_st(&st, geteuid(), path, what, any_owner, err);
+}
+
+/* ---- snapshots --------------------------------------------------------- */
+
+struct snap_file {
+	struct snap_file	*next;
+	char			*path;
+	int			stat_errno;	/* of stat(path); 0: st_path */
+	struct stat		st_path;
+	int			open_errno;	/* of open and fstat; 0: st */
+	struct stat		st;
+	char			*data;		/* the contents, or NULL */
+	size_t			len;
+	char			*safe_what;	/* oa2_check_safe_path's what */
+	struct oa2_error	safe;		/* and its answer */
+};
+
+struct oa2_snapshot {
+	struct snap_file	*files;
+	uid_t			euid;		/* who read them */
+};
+
+static __thread const struct oa2_snapshot *snap_in_use;
+
+static struct snap_file *
+snap_find(const struct oa2_snapshot *snap, const char *path)
+{
+	struct snap_file *f;
+
+	for (f = snap != NULL ? snap->files : NULL; f != NULL; f = f->next)
+		if (strcmp(f->path, path) == 0)
+			return f;
+	return NULL;
+}
+
+/* f's contents: the regular file, whole, when it has at most max bytes. */
+static void
+snap_read(struct snap_file *f, size_t max)
+{
+	ssize_t n;
+	int fd;
+
+	/* the flags of oa2_read_file_st */
+	if ((fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK)) == -1) {
+		f->open_errno = errno;
+		return;
+	}
+	if (fstat(fd, &f->st) == -1)
+		f->open_errno = errno;
+	else if (S_ISREG(f->st.st_mode) && (size_t)f->st.st_size <= max &&
+	    (f->data = malloc((size_t)f->st.st_size + 1)) != NULL) {
+		while (f->len < (size_t)f->st.st_size) {
+			n = read(fd, f->data + f->len,
+			    (size_t)f->st.st_size - f->len);
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			f->len += (size_t)n;
+		}
+		if (f->len < (size_t)f->st.st_size) {
+			/* left to the disk when used, as it failed now */
+			oa2_freezero(f->data, (size_t)f->st.st_size + 1);
+			f->data = NULL;
+		} else
+			f->data[f->len] = '\0';
+	}
+	close(fd);
+}
+
+int
+oa2_snapshot_add(struct oa2_snapshot **snap, const char *path, size_t max,
+    const char *safe_what)
+{
+	struct snap_file *f;
+
+	if (*snap == NULL) {
+		if ((*snap = calloc(1, sizeof(**snap))) == NULL)
+			return -1;
+		(*snap)->euid = geteuid();
+	}
+	if (snap_find(*snap, path) != NULL)
+		return 0;
+	if ((f = calloc(1, sizeof(*f))) == NULL ||
+	    (f->path = strdup(path)) == NULL ||
+	    (safe_what != NULL && (f->safe_what = strdup(safe_what)) == NULL)) {
+		if (f != NULL)
+			free(f->path);
+		free(f);
+		return -1;
+	}
+	if (stat(path, &f->st_path) == -1)
+		f->stat_errno = errno;
+	snap_read(f, max);
+	if (safe_what != NULL && f->open_errno == 0)
+		(void)oa2_check_safe_path(path, &f->st, safe_what, &f->safe);
+	f->next = (*snap)->files;
+	(*snap)->files = f;
+	return 0;
+}
+
+const char *
+oa2_snapshot_data(const struct oa2_snapshot *snap, const char *path)
+{
+	struct snap_file *f = snap_find(snap, path);
+
+	return f != NULL && f->safe.code == 0 ? f->data : NULL;
+}
+
+void
+oa2_snapshot_use(const struct oa2_snapshot *snap)
+{
+	snap_in_use = snap;
+}
+
+void
+oa2_snapshot_free(struct oa2_snapshot **snap)
+{
+	struct snap_file *f, *next;
+
+	if (snap == NULL || *snap == NULL)
+		return;
+	for (f = (*snap)->files; f != NULL; f = next) {
+		next = f->next;
+		if (f->data != NULL)
+			oa2_freezero(f->data, f->len + 1);
+		free(f->path);
+		free(f->safe_what);
+		free(f);
+	}
+	free(*snap);
+	*snap = NULL;
+}
+
+int
+oa2_stat(const char *path, struct stat *st)
+{
+	struct snap_file *f = snap_find(snap_in_use, path);
+
+	if (f == NULL)
+		return stat(path, st);
+	if (f->stat_errno != 0) {
+		errno = f->stat_errno;
+		return -1;
+	}
+	*st = f->st_path;
+	return 0;
+}
+
+/*
+ * oa2_read_file_st from a snapshot's file f: the same checks on the
+ * fstat of then, in the same order, with the same sentences.
+ */
+static int
+snap_read_file(const struct snap_file *f, uid_t euid, const char *what,
+    int private_, size_t max, char **out, size_t *outlen, struct stat *stp,
+    struct oa2_error *err)
+{
+	int r = private_ ? OA2_ERR_CREDENTIAL : OA2_ERR_CONFIG;
+
+	if (f->open_errno != 0)
+		return oa2_seterr(err, r, "cannot open %s %s: %s", what,
+		    f->path, strerror(f->open_errno));
+	if (private_ && (r = check_private_st(&f->st, euid, f->path, what,
+	    private_ == OA2_PRIVATE_ANY_OWNER, err)) != 0)
+		return r;
+	r = private_ ? OA2_ERR_CREDENTIAL : OA2_ERR_CONFIG;
+	if (!S_ISREG(f->st.st_mode))
+		return oa2_seterr(err, r, "%s %s is not a regular file", what,
+		    f->path);
+	if ((size_t)f->st.st_size > max)
+		return oa2_seterr(err, r, "%s %s is larger than %zu bytes",
+		    what, f->path, max);
+	if ((*out = malloc(f->len + 1)) == NULL)
+		return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
+	memcpy(*out, f->data, f->len + 1);
+	if (outlen != NULL)
+		*outlen = f->len;
+	if (stp != NULL)
+		*stp = f->st;
+	oa2_clearerr(err);
 	return OA2_OK;
 }
 
@@ -115,6 +309,7 @@ oa2_read_file_st(const char *path, const char *what, int private_,
     size_t max, char **out, size_t *outlen, struct stat *stp,
     struct oa2_error *err)
 {
+	const struct snap_file *f;
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
@@ -124,6 +319,11 @@ oa2_read_file_st(const char *path, const char *what, int private_,
 	*out = NULL;
 	if (outlen != NULL)
 		*outlen = 0;
+	if ((f = snap_find(snap_in_use, path)) != NULL &&
+	    (f->open_errno != 0 || f->data != NULL ||
+	    !S_ISREG(f->st.st_mode) || (size_t)f->st.st_size > max))
+		return snap_read_file(f, snap_in_use->euid, what, private_,
+		    max, out, outlen, stp, err);
 	memset(&st, 0, sizeof(st));
 	/* O_NONBLOCK: a FIFO in place of a file must not hang us in open */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
@@ -253,10 +453,19 @@ int
 oa2_check_safe_path(const char *path, const struct stat *fst,
     const char *what, struct oa2_error *err)
 {
+	const struct snap_file *f = snap_find(snap_in_use, path);
 	struct stat st;
 	char *real = NULL, *slash;
 	int r;
 
+	/* answered then, for the same file and question */
+	if (f != NULL && f->safe_what != NULL && f->open_errno == 0 &&
+	    strcmp(f->safe_what, what) == 0 && fst->st_dev == f->st.st_dev &&
+	    fst->st_ino == f->st.st_ino) {
+		if (f->safe.code != 0)
+			*err = f->safe;
+		return f->safe.code;
+	}
 	if ((r = check_one(path, fst, 1, what, path, err)) != 0)
 		return r;
 	/* The directories of where the file really is, after symlinks. */

@@ -75,6 +75,17 @@ check "nor libcurl" has noconf " curl=0 "
 check "its XOAUTH2 login loads it, which names the missing file" grep -q "cannot open configuration file $T/absent.conf: No such file" "$T/noconf-xo.err"
 check "the same after a chroot: the login fails cleanly" has noconf-jail "result=-1 "
 check "with one sentence: restart the program" grep -q "XOAUTH2 and OAUTHBEARER are unavailable: $T/absent.conf did not exist when this program started, so the plugin loaded nothing then, and now it cannot load the implementation: .*; restart the program (Postfix: postfix reload)$" "$T/noconf-jail.err"
+# Root with a configuration file, then a chroot that holds none of its
+# files (as Postfix's smtp does): they were read at sasl_client_init and
+# are parsed on the first login there.
+mkdir -m 755 "$T/jail2"
+n=$(token_requests)
+probe jail-secret -C "$T/jail2" -m XOAUTH2 -u "$USER1"
+probe jail-cert -C "$T/jail2" -m OAUTHBEARER -u app@contoso.com
+check "root, chrooted after sasl_client_init: XOAUTH2 (client secret) gets its token" has jail-secret "result=[01] "
+check "and OAUTHBEARER (certificate)" has jail-cert "result=[01] "
+check "one token request each" [ "$(token_requests)" = $((n + 2)) ]
+
 ( SASL_OAUTH2_PRELOAD=no; export SASL_OAUTH2_PRELOAD
   probe preload-no -i
   probe preload-no-xo -m XOAUTH2 -u "$USER1" )

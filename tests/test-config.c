@@ -10,6 +10,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "conf.h"
 #include "cred.h"
 #include "jwt.h"
@@ -662,6 +664,275 @@ broken_kinds(int have_openssl)
 	has_str(err.msg, ":6: match must be a string", "and says why");
 }
 
+/* Load path as the plugin does after init: from the snapshot taken then. */
+static int
+load_from(struct oa2_snapshot *snap, const char *path,
+    struct oa2_config **cfg, struct oa2_error *err)
+{
+	int r;
+
+	oa2_snapshot_use(snap);
+	r = oa2_config_load(path, NULL, cfg, err);
+	oa2_snapshot_use(NULL);
+	return r;
+}
+
+/* Whether a and b loaded the same accounts, credentials and sentences. */
+static int
+same_config(const struct oa2_config *a, const struct oa2_config *b)
+{
+	const struct oa2_account *x, *y;
+	size_t i;
+
+	if (a == NULL || b == NULL || a->naccounts != b->naccounts ||
+	    a->nbroken != b->nbroken)
+		return 0;
+	for (i = 0; i < a->naccounts; i++) {
+		x = &a->accounts[i];
+		y = &b->accounts[i];
+		if (x->broken != y->broken || x->kind != y->kind ||
+		    x->rotated != y->rotated ||
+		    strcmp(x->load_err.msg, y->load_err.msg) != 0 ||
+		    strcmp(x->next_err.msg, y->next_err.msg) != 0 ||
+		    strcmp(x->cache_key, y->cache_key) != 0 ||
+		    strcmp(x->next_cache_key, y->next_cache_key) != 0 ||
+		    (x->client_secret == NULL) != (y->client_secret == NULL) ||
+		    (x->client_secret != NULL &&
+		    strcmp(x->client_secret, y->client_secret) != 0) ||
+		    (x->cert == NULL) != (y->cert == NULL) ||
+		    (x->cert != NULL && strcmp(oa2_cert_sha1_hex(x->cert),
+		    oa2_cert_sha1_hex(y->cert)) != 0) ||
+		    (x->ca == NULL) != (y->ca == NULL)) {
+			printf("#   account %zu (%s) differs: \"%s\" / \"%s\"\n",
+			    i, x->match, x->load_err.msg, y->load_err.msg);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * Issue 16: the plugin reads a config's files at init (a snapshot) and
+ * parses them on first use, after a chroot perhaps. A config with every
+ * kind of file the load reads loads from the snapshot with the files
+ * gone, exactly as from the disk; so do files that fail (the same
+ * sentences), with the effective uid of the time the snapshot was
+ * taken; a config that cannot be read or is unsafe is no snapshot.
+ */
+static void
+snapshot(int have_openssl)
+{
+	struct oa2_config *disk = NULL, *snapped = NULL;
+	struct oa2_snapshot *snap = NULL;
+	struct oa2_error err;
+	char d[200], gone[220], path[300], text[8192], cmd[2048];
+	const char *const good[] = {
+		"s1", "s2", "s3", "pass", "pass12", "header", NULL
+	};
+	int i, r;
+
+	if (!have_openssl) {
+		ok(1, "# SKIP no openssl command to make keys");
+		return;
+	}
+	snprintf(d, sizeof(d), "%s/snap", dir);
+	snprintf(gone, sizeof(gone), "%s/snap-gone", dir);
+	mkdir(d, 0755);
+	for (i = 0; good[i] != NULL; i++) {
+		snprintf(path, sizeof(path), "%s/%s", d, good[i]);
+		put(path, i == 1 ? "another-secret\n" : i < 3 ?
+		    "not-a-real-secret\n" : "pass-phrase\n", 0600);
+	}
+	snprintf(cmd, sizeof(cmd), "cd %s && openssl req -x509 -newkey "
+	    "rsa:2048 -keyout app.key -passout file:pass -out app.crt "
+	    "-subj /CN=oa2-snap -days 30 >/dev/null 2>&1 && openssl pkcs12 "
+	    "-export -in app.crt -inkey app.key -passin file:pass "
+	    "-passout file:pass12 -out app.p12 >/dev/null 2>&1 && "
+	    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+	    "-out sa.pem 2>/dev/null && chmod 600 app.key app.p12 && "
+	    "cp %s ca.pem && openssl req -x509 -newkey rsa:2048 -keyout c.key "
+	    "-passout file:pass -out c.crt -subj /CN=oa2-snap-next -days 30 "
+	    ">/dev/null 2>&1 && openssl pkcs12 -export -in c.crt -inkey c.key "
+	    "-passin file:pass -passout file:pass12 -out b.p12 >/dev/null 2>&1 "
+	    "&& cp -p pass12 b.pass12 && cp -p pass c.pass && cp -p app.p12 "
+	    "c.p12 && cp -p pass12 c.pass12 && chmod 600 c.key b.p12", d, ca);
+	if (!sh(cmd))
+		abort();
+	{
+		FILE *f;
+		char pem[4096];
+		size_t n;
+		json_t *o;
+		char *js;
+
+		snprintf(path, sizeof(path), "%s/sa.pem", d);
+		if ((f = fopen(path, "r")) == NULL)
+			abort();
+		n = fread(pem, 1, sizeof(pem) - 1, f);
+		fclose(f);
+		pem[n] = '\0';
+		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+		    "service_account", "private_key_id", "k1", "private_key",
+		    pem, "client_email", "sa@p.iam.gserviceaccount.com",
+		    "client_id", "1234", "token_uri",
+		    "https://127.0.0.1:1/token");
+		js = json_dumps(o, 0);
+		snprintf(path, sizeof(path), "%s/sa.json", d);
+		put(path, js, 0600);
+		free(js);
+		json_decref(o);
+	}
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%1$s/ca.pem\"; cache_dir = \"\"; };\n"
+	    "accounts = (\n"
+	    "{ match = \"a@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%1$s/s1\";\n"
+	    "  next_client_secret_file = \"%1$s/s2\"; },\n"
+	    "{ match = \"b@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  certificate = \"%1$s/app.crt\"; private_key = \"%1$s/app.key\";\n"
+	    "  private_key_passphrase_file = \"%1$s/pass\";\n"
+	    "  next_pkcs12 = \"%1$s/b.p12\";\n"
+	    "  next_pkcs12_passphrase_file = \"%1$s/b.pass12\"; },\n"
+	    "{ match = \"c@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  pkcs12 = \"%1$s/c.p12\";\n"
+	    "  pkcs12_passphrase_file = \"%1$s/c.pass12\";\n"
+	    "  next_certificate = \"%1$s/c.crt\";\n"
+	    "  next_private_key = \"%1$s/c.key\";\n"
+	    "  next_private_key_passphrase_file = \"%1$s/c.pass\"; },\n"
+	    "{ match = \"*@y.com\"; service_account_file = \"%1$s/sa.json\"; },\n"
+	    "{ match = \"m@x.com\"; managed_identity = \"system\";\n"
+	    "  managed_identity_endpoint = \"http://127.0.0.1:9/t\";\n"
+	    "  managed_identity_protocol = \"app-service\";\n"
+	    "  managed_identity_header_file = \"%1$s/header\"; },\n"
+	    "{ match = \"p@gmail.com\"; provider = \"google\";\n"
+	    "  client_id = \"1.apps.googleusercontent.com\";\n"
+	    "  client_secret_file = \"%1$s/s3\";\n"
+	    "  token_file = \"%1$s/p.token\"; }\n"
+	    ");\n", d);
+	snprintf(path, sizeof(path), "%s/sasl-oauth2.conf", d);
+	put(path, text, 0600);
+	r = oa2_config_load(path, NULL, &disk, &err);
+	ok(r == 0 && disk->nbroken == 0 && disk->naccounts == 6 &&
+	    oa2_account_has_next(&disk->accounts[0]) &&
+	    oa2_account_has_next(&disk->accounts[1]) &&
+	    oa2_account_has_next(&disk->accounts[2]),
+	    "snapshot: a config with every kind of file loads from the disk");
+	if (r != 0 || disk->nbroken != 0) {
+		printf("#   %s\n", r != 0 ? err.msg : "");
+		for (i = 0; r == 0 && (size_t)i < disk->naccounts; i++)
+			printf("#   %s\n", disk->accounts[i].load_err.msg);
+	}
+	ok(oa2_config_snapshot(path, &snap) == 0 && snap != NULL,
+	    "a snapshot of it is taken");
+	ok(rename(d, gone) == 0, "(its directory moved away)");
+	r = load_from(snap, path, &snapped, &err);
+	ok(r == 0 && same_config(disk, snapped), "and loads from the "
+	    "snapshot alone, the same accounts, credentials and cache keys");
+	if (r != 0)
+		printf("#   %s\n", err.msg);
+	oa2_config_free(&snapped);
+	oa2_config_free(&disk);
+	oa2_snapshot_free(&snap);
+	ok(snap == NULL, "free clears the pointer");
+	ok(rename(gone, d) == 0, "(moved back)");
+
+	/* Files that fail: the same sentences from the snapshot. */
+	snprintf(cmd, sizeof(cmd), "cd %s && chmod 644 s1 && rm -f s3 && "
+	    "mkfifo fifo && chmod 600 fifo && head -c 70000 /dev/zero > big "
+	    "&& chmod 600 big && chmod 640 app.key", d);
+	if (!sh(cmd))
+		abort();
+	snprintf(text, sizeof(text), "version = 1;\n"
+	    "defaults = { ca_file = \"%1$s/ca.pem\"; cache_dir = \"\"; };\n"
+	    "accounts = (\n"
+	    "{ match = \"a@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%1$s/s1\"; },\n"
+	    "{ match = \"b@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%1$s/s3\"; },\n"
+	    "{ match = \"c@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%1$s/fifo\"; },\n"
+	    "{ match = \"d@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  client_secret_file = \"%1$s/big\"; },\n"
+	    "{ match = \"e@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  certificate = \"%1$s/app.crt\"; private_key = \"%1$s/app.key\";\n"
+	    "  private_key_passphrase_file = \"%1$s/pass\"; },\n"
+	    "{ match = \"f@x.com\"; tenant = \"t\"; client_id = \"c\";\n"
+	    "  ca_file = \"%1$s/nonexistent.pem\";\n"
+	    "  client_secret_file = \"%1$s/s2\"; }\n"
+	    ");\n", d);
+	put(path, text, 0600);
+	r = oa2_config_load(path, NULL, &disk, &err);
+	ok(r == 0 && disk->nbroken == 6, "six broken accounts from the disk");
+	ok(oa2_config_snapshot(path, &snap) == 0, "a snapshot of them");
+	ok(rename(d, gone) == 0, "(moved away)");
+	r = load_from(snap, path, &snapped, &err);
+	ok(r == 0 && same_config(disk, snapped), "from the snapshot: the "
+	    "same six broken accounts with the same sentences");
+	if (snapped != NULL)
+		has_str(snapped->accounts[2].load_err.msg, "is not a regular "
+		    "file", "(a FIFO is still no file)");
+	oa2_config_free(&snapped);
+	oa2_config_free(&disk);
+	oa2_snapshot_free(&snap);
+	ok(rename(gone, d) == 0, "(moved back)");
+
+	/*
+	 * The owner rule of the time the snapshot was taken: root took a
+	 * file of nobody's as refused, and it stays refused after the
+	 * process has become nobody (as Postfix's smtp becomes postfix).
+	 */
+	if (geteuid() == 0) {
+		snprintf(cmd, sizeof(cmd), "cd %s && chmod 600 s1 && "
+		    "chown 65534 s1", d);
+		if (!sh(cmd))
+			abort();
+		r = oa2_config_load(path, NULL, &disk, &err);
+		ok(oa2_config_snapshot(path, &snap) == 0, "root: a snapshot");
+		ok(seteuid(65534) == 0, "(now uid 65534)");
+		r = load_from(snap, path, &snapped, &err);
+		ok(seteuid(0) == 0, "(root again)");
+		ok(r == 0 && same_config(disk, snapped) &&
+		    snapped->accounts[0].broken, "uid 65534 loads it as root "
+		    "found it: the file of uid 65534 refused");
+		has_str(snapped != NULL ? snapped->accounts[0].load_err.msg :
+		    "", "owned by uid 65534, not by root or by uid 0",
+		    "with root's sentence");
+		oa2_config_free(&snapped);
+		oa2_config_free(&disk);
+		oa2_snapshot_free(&snap);
+	} else
+		ok(1, "# SKIP not root: the owner rule of then");
+
+	/* No snapshot of what would not load: it is loaded at once. */
+	chmod(path, 0666);
+	ok(oa2_config_snapshot(path, &snap) == -1 && snap == NULL,
+	    "a config writable by others: no snapshot");
+	chmod(path, 0600);
+	snprintf(path, sizeof(path), "%s/nonexistent.conf", d);
+	ok(oa2_config_snapshot(path, &snap) == -1 && snap == NULL,
+	    "a missing config: no snapshot");
+	snprintf(path, sizeof(path), "%s/inc.conf", d);
+	put(path, "@include \"/etc/passwd\"\n", 0600);
+	ok(oa2_config_snapshot(path, &snap) == -1 && snap == NULL,
+	    "an @include: no snapshot");
+
+	/* A text libconfig refuses: its sentence comes from the load. */
+	snprintf(path, sizeof(path), "%s/bad.conf", d);
+	put(path, "version = 1;\naccounts = ( { match = \"*\"; ", 0600);
+	ok(oa2_config_snapshot(path, &snap) == 0, "a syntax error: a "
+	    "snapshot all the same");
+	{
+		struct oa2_error e1, e2;
+
+		r = oa2_config_load(path, NULL, &disk, &e1);
+		ok(load_from(snap, path, &snapped, &e2) == r && r != 0 &&
+		    strcmp(e1.msg, e2.msg) == 0, "whose load fails with the "
+		    "same sentence as from the disk");
+		has_str(e2.msg, "bad.conf:2: syntax error", "(its line)");
+	}
+	oa2_snapshot_free(&snap);
+}
+
 /* Issue 10, item 9: the certificate's buffer is wiped before free. */
 static const char *watch_text;	/* a line of the key's base64 */
 static size_t watch_size;	/* the size of the buffer to look at */
@@ -1135,6 +1406,7 @@ main(void)
 	federated();
 	one_bad_account();
 	broken_kinds(have_openssl);
+	snapshot(have_openssl);
 	cert_buffer_wiped(have_openssl);
 	ca_dedup();
 	safe_path();
