@@ -23,6 +23,14 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/lsan.supp:print_suppressions=0}
 export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+# No target makes a request, and none could reach a cloud default if it
+# did: an Azure managed identity with no endpoint of its own would ask
+# 169.254.169.254; name the Arc agent's variables at a closed loopback
+# port instead, as tests/lib.sh and the unit tests do.
+IDENTITY_ENDPOINT=http://127.0.0.1:1/metadata/identity/oauth2/token
+IMDS_ENDPOINT=http://127.0.0.1:1
+unset IDENTITY_HEADER
+export IDENTITY_ENDPOINT IMDS_ENDPOINT
 failed=0
 
 for t in "$@"; do
