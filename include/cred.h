@@ -71,6 +71,13 @@ struct oa2_cred_kind {
 	 */
 	const char *const *keys;
 	const char *const *more_keys;
+	/*
+	 * Those of its keys whose files load reads (with
+	 * OA2_CRED_ROLLOVER, their next_ forms too): plug_init reads them
+	 * for a load after a chroot (oa2_config_snapshot). NULL: none; a
+	 * file read for each request is not one of them.
+	 */
+	const char *const *files;
 	unsigned	flags;		/* OA2_CRED_* */
 
 	/*

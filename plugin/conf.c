@@ -1055,51 +1055,49 @@ wipe_inline_secrets(config_t *lc)
 	}
 }
 
-/*
- * The settings whose files oa2_config_load reads (the credential
- * sources' load functions and load_ca), and at most how many bytes of
- * each it takes; a token_file or client_assertion_file is read for
- * each request instead. tests/test-config.c loads a config with every
- * one of them from a snapshot after removing the files.
- */
-static const struct {
-	const char	*key;
-	size_t		max;
-	const char	*safe_what;	/* checked as the config is */
-} snap_keys[] = {
-	{ "ca_file", MAX_CA_SIZE, "CA file" },
-	{ "client_secret_file", MAX_SNAP_FILE, NULL },
-	{ "certificate", MAX_SNAP_FILE, NULL },
-	{ "private_key", MAX_SNAP_FILE, NULL },
-	{ "private_key_passphrase_file", MAX_SNAP_FILE, NULL },
-	{ "pkcs12", MAX_SNAP_FILE, NULL },
-	{ "pkcs12_passphrase_file", MAX_SNAP_FILE, NULL },
-	{ "next_client_secret_file", MAX_SNAP_FILE, NULL },
-	{ "next_certificate", MAX_SNAP_FILE, NULL },
-	{ "next_private_key", MAX_SNAP_FILE, NULL },
-	{ "next_private_key_passphrase_file", MAX_SNAP_FILE, NULL },
-	{ "next_pkcs12", MAX_SNAP_FILE, NULL },
-	{ "next_pkcs12_passphrase_file", MAX_SNAP_FILE, NULL },
-	{ "service_account_file", MAX_SNAP_FILE, NULL },
-	{ "managed_identity_header_file", MAX_SNAP_FILE, NULL },
-};
+/* Take the file of setting key of group g, if any, into *snap. */
+static int
+snapshot_key(struct oa2_snapshot **snap, const config_setting_t *g,
+    const char *key, size_t max, const char *safe_what)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	const char *v;
 
-/* The files group g names (snap_keys) into *snap; -1: out of memory. */
+	if (s == NULL || (v = config_setting_get_string(s)) == NULL ||
+	    *v == '\0')
+		return 0;
+	return oa2_snapshot_add(snap, v, max, safe_what);
+}
+
+/*
+ * The files of group g that oa2_config_load reads into *snap: ca_file
+ * (checked as the config is), and those each credential source names
+ * in its files (and their next_ forms for a source with rollover);
+ * -1: out of memory. tests/test-config.c loads a config with every one
+ * of them from a snapshot after removing the files.
+ */
 static int
 snapshot_group(struct oa2_snapshot **snap, const config_setting_t *g)
 {
-	const config_setting_t *s;
-	const char *v;
-	size_t i;
+	const struct oa2_cred_kind *const *k;
+	const char *const *f;
+	char next[128];
 
 	if (g == NULL || !config_setting_is_group(g))
 		return 0;
-	for (i = 0; i < sizeof(snap_keys) / sizeof(snap_keys[0]); i++)
-		if ((s = config_setting_get_member(g, snap_keys[i].key)) !=
-		    NULL && (v = config_setting_get_string(s)) != NULL &&
-		    *v != '\0' && oa2_snapshot_add(snap, v, snap_keys[i].max,
-		    snap_keys[i].safe_what) != 0)
-			return -1;
+	if (snapshot_key(snap, g, "ca_file", MAX_CA_SIZE, "CA file") != 0)
+		return -1;
+	for (k = oa2_cred_kinds; *k != NULL; k++)
+		for (f = (*k)->files; f != NULL && *f != NULL; f++) {
+			if (snapshot_key(snap, g, *f, MAX_SNAP_FILE, NULL) != 0)
+				return -1;
+			if (((*k)->flags & OA2_CRED_ROLLOVER) == 0)
+				continue;
+			snprintf(next, sizeof(next), "next_%s", *f);
+			if (snapshot_key(snap, g, next, MAX_SNAP_FILE,
+			    NULL) != 0)
+				return -1;
+		}
 	return 0;
 }
 

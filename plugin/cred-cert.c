@@ -19,6 +19,10 @@ static const char *const more_keys[] = {
 	"private_key", "private_key_passphrase_file",
 	"pkcs12_passphrase_file", NULL
 };
+static const char *const files[] = {
+	"certificate", "private_key", "private_key_passphrase_file",
+	"pkcs12", "pkcs12_passphrase_file", NULL
+};
 
 /*
  * The key that names the file a certificate credential failed on, from
@@ -148,6 +152,7 @@ const struct oa2_cred_kind oa2_cred_cert = {
 	.name = "certificate",
 	.keys = keys,
 	.more_keys = more_keys,
+	.files = files,
 	.flags = OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
 	.load = cert_load,
 	.clear = cert_clear,

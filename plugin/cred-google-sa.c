@@ -198,6 +198,7 @@ const struct oa2_cred_kind oa2_cred_google_sa = {
 	.name = "Google service account",
 	.keys = gsa_keys,
 	.more_keys = gsa_more_keys,
+	.files = gsa_keys,
 	.flags = OA2_CRED_PER_MAILBOX,
 	.load = gsa_load,
 	.clear = gsa_clear,

@@ -702,6 +702,7 @@ static const char *const more_keys[] = {
 	"managed_identity_endpoint", "managed_identity_protocol",
 	"managed_identity_header_file", NULL
 };
+static const char *const files[] = { "managed_identity_header_file", NULL };
 
 /* A client id: a GUID, 8-4-4-4-12 hex digits. */
 static int
@@ -919,6 +920,7 @@ const struct oa2_cred_kind oa2_cred_msi = {
 	.name = "managed identity",
 	.keys = keys,
 	.more_keys = more_keys,
+	.files = files,
 	.flags = 0,
 	.load = msi_load,
 	.clear = msi_clear,

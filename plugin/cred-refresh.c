@@ -47,6 +47,8 @@ static const char *const more_keys[] = {
 	"authorization_endpoint", "token_endpoint",
 	"device_authorization_endpoint", "revocation_endpoint", NULL
 };
+/* token_file is read for each refresh, not at load */
+static const char *const files[] = { "client_secret_file", NULL };
 
 /*
  * Why a refresh token is refused (invalid_grant), from Microsoft's
@@ -832,6 +834,7 @@ const struct oa2_cred_kind oa2_cred_refresh = {
 	.name = "delegated sign-in",
 	.keys = keys,
 	.more_keys = more_keys,
+	.files = files,
 	.flags = OA2_CRED_CLIENT_ID,
 	.load = refresh_load,
 	.clear = refresh_clear,

@@ -16,6 +16,7 @@
 static const char *const keys[] = {
 	"client_secret_file", "client_secret", NULL
 };
+static const char *const files[] = { "client_secret_file", NULL };
 
 static int
 secret_load(struct oa2_loader *ld, const config_setting_t *g,
@@ -107,6 +108,7 @@ secret_describe(const struct oa2_account *a, char *buf, size_t len)
 const struct oa2_cred_kind oa2_cred_secret = {
 	.name = "client secret",
 	.keys = keys,
+	.files = files,
 	.flags = OA2_CRED_CLIENT | OA2_CRED_ROLLOVER,
 	.load = secret_load,
 	.clear = secret_clear,
