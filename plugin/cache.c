@@ -14,12 +14,14 @@
 #include "config.h"
 
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,14 +289,20 @@ own_dir(const char *name, const struct stat *st, struct oa2_error *err)
  * Check cache directory dir as the plugin uses it (see above), and
  * with create make what is missing: dir itself 0700 (and its parents,
  * see make_parents), a shared dir's uid-N 0700. Without create, what
- * would be made on first use passes.
+ * would be made on first use passes. With use (not NULL), the
+ * directory that holds the files, as oa2_cache_dir names it but from
+ * the examination just made, goes into *use (a new string) when dir
+ * passes; OA2_ERR_NOMEM when it cannot be.
  */
 static int
-dir_check(const char *dir, int create, struct oa2_error *err)
+dir_check(const char *dir, int create, char **use, struct oa2_error *err)
 {
 	struct stat st, top;
 	char sub[32], *name = NULL;
 	int fd = -1, r;
+
+	if (use != NULL)
+		*use = NULL;
 
 	if (lstat(dir, &st) == -1) {
 		if (errno != ENOENT)
@@ -319,6 +327,8 @@ dir_check(const char *dir, int create, struct oa2_error *err)
 			return oa2_seterr(err, OA2_ERR_CACHE, "token cache "
 			    "directory %s is not writable: %s", dir,
 			    strerror(errno));
+		if (use != NULL && (*use = strdup(dir)) == NULL)
+			return oa2_seterr(err, OA2_ERR_NOMEM, "out of memory");
 		return OA2_OK;
 	}
 
@@ -373,6 +383,10 @@ dir_check(const char *dir, int create, struct oa2_error *err)
 		    "is not writable: %s", name, strerror(errno));
 		goto out;
 	}
+	if (use != NULL) {
+		*use = name;
+		name = NULL;	/* transferred */
+	}
 	r = OA2_OK;
  out:
 	if (fd != -1)
@@ -384,17 +398,17 @@ dir_check(const char *dir, int create, struct oa2_error *err)
 int
 oa2_cache_check(const char *dir, struct oa2_error *err)
 {
-	return dir_check(dir, 0, err);
+	return dir_check(dir, 0, NULL, err);
 }
 
 /*
  * The cache directory must be ours alone (see dir_check); it is made
- * on first use.
+ * on first use. The directory of the files into *dir (see dir_check).
  */
 static int
-check_dir(const struct oa2_account *acct, struct oa2_error *err)
+check_dir(const struct oa2_account *acct, char **dir, struct oa2_error *err)
 {
-	return dir_check(acct->cache_dir, 1, err);
+	return dir_check(acct->cache_dir, 1, dir, err);
 }
 
 /*
@@ -638,9 +652,9 @@ sweep(const struct oa2_account *acct, const char *dir, int lockfd)
 
 /*
  * The temporary file to write: with the lock held (locked), the fixed
- * name ".KEY.tmp", truncated, since no other writer of KEY can be
- * using it and a killed writer's leftover is overwritten by the next
- * one; it must be our private regular file. Without the lock, a new
+ * name ".KEY.tmp", made anew (O_EXCL), or a killed writer's leftover
+ * truncated, since no other writer of KEY can be using it; the
+ * leftover must be our private regular file. Without the lock, a new
  * file of a random name (mkstemp). The descriptor, or -1 with errno.
  */
 static int
@@ -655,6 +669,10 @@ temp_open(const char *dir, const struct oa2_account *acct, int locked,
 			errno = ENOMEM;
 			return -1;
 		}
+		/* usually absent: then made now by us, 0600, nothing to check */
+		if ((fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600)) != -1 || errno != EEXIST)
+			return fd;
 		fd = open(*tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
 		    O_CLOEXEC, 0600);
 		if (fd == -1 || oa2_check_private_fd(fd, *tmp, "token cache "
@@ -1189,6 +1207,26 @@ next_in_use(struct oa2_account *acct, const char *dir, const struct oa2_log *lg,
 	entry_clear(&e);
 }
 
+/*
+ * jansson's hash seed from getrandom(2), instead of jansson's own open,
+ * read and close of /dev/urandom on its first JSON object: 50-90 us in
+ * a fresh process, more than the disk cache's reads. jansson keeps the
+ * first seed it is given (json_object_seed), so a host that seeded it
+ * before keeps its own, and one that never does gets what jansson would
+ * have drawn itself. Without getrandom's bytes, jansson seeds itself.
+ */
+static pthread_once_t json_seeded = PTHREAD_ONCE_INIT;
+
+static void
+seed_json(void)
+{
+	uint32_t seed = 0;
+
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == sizeof(seed) &&
+	    seed != 0)
+		json_object_seed(seed);
+}
+
 int
 oa2_token_get(struct oa2_account *acct, const struct oa2_log *lg,
     struct oa2_token *out, int *from, struct oa2_error *err)
@@ -1233,18 +1271,18 @@ oa2_token_use(struct oa2_account *acct, const struct oa2_log *lg,
 			r = use(arg, &tok, strlen(tok.access_token));
 		goto out;
 	}
+	/* before the first JSON object of this token request */
+	(void)pthread_once(&json_seeded, seed_json);
+	/* the directory, checked and resolved once for every file below */
 	if (acct->cache_dir != NULL && !acct->cache_warned &&
-	    check_dir(acct, &derr) != 0) {
+	    (r = check_dir(acct, &dir, &derr)) != 0) {
+		if (r == OA2_ERR_NOMEM)
+			goto out;
 		oa2_log(lg, OA2_LOG_WARNING, "%s; keeping tokens in memory "
 		    "only", derr.msg);
 		acct->cache_warned = 1;
 	}
 	if (acct->cache_dir != NULL && !acct->cache_warned) {
-		/* the directory resolved once for every file name below */
-		if ((dir = oa2_cache_dir(acct)) == NULL) {
-			r = OA2_ERR_NOMEM;
-			goto out;
-		}
 		next_in_use(acct, dir, lg, now);
 		r = from_disk(acct, dir, lg, now, start, &deadline, &tok,
 		    &fetched, &where, &failed, err);

@@ -296,6 +296,18 @@ oa2_check_private_fd(int fd, const char *path, const char *what,
 	return check_private(fd, path, what, 0, err);
 }
 
+/*
+ * strerror(e), but for a missing file, what every empty token cache
+ * meets twice per token request, the same text without the call: the
+ * first strerror of a process (libc's message lookup) cost 30-240 us,
+ * more than the open itself.
+ */
+static const char *
+open_strerror(int e)
+{
+	return e == ENOENT ? "No such file or directory" : strerror(e);
+}
+
 int
 oa2_read_file(const char *path, const char *what, int private_,
     size_t max, char **out, size_t *outlen, struct oa2_error *err)
@@ -330,7 +342,7 @@ oa2_read_file_st(const char *path, const char *what, int private_,
 	    -1)
 		return oa2_seterr(err, private_ ? OA2_ERR_CREDENTIAL :
 		    OA2_ERR_CONFIG, "cannot open %s %s: %s", what, path,
-		    strerror(errno));
+		    open_strerror(errno));
 	if (private_ && (r = check_private(fd, path, what,
 	    private_ == OA2_PRIVATE_ANY_OWNER, err)) != 0)
 		goto out;

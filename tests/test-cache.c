@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,6 +30,30 @@
 #include "cred.h"
 #include "secret.h"
 #include "tap.h"
+
+/*
+ * The seeds given to jansson (issue 16: the cache seeds it from
+ * getrandom before a token request's first JSON object, not jansson
+ * from /dev/urandom). Defined in the executable, it comes before
+ * libjansson's for the core; jansson's own calls with 0 are not counted.
+ */
+static int seeds_given;
+static size_t seed_given;
+
+__attribute__((visibility("default"))) void
+json_object_seed(size_t seed)
+{
+	static void (*real)(size_t);
+
+	if (seed != 0) {
+		seeds_given++;
+		seed_given = seed;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "json_object_seed");
+	if (real != NULL)
+		real(seed);
+}
 
 static char dir[] = "/tmp/oa2-cache-XXXXXX";
 static char counter[300];
@@ -1668,6 +1693,8 @@ main(void)
 	/* empty cache: one request, a private file in a private directory */
 	ok(oa2_token_get(a, &lg, &t, &from, &err) == 0 &&
 	    from == OA2_FROM_SERVER && requests() == 1, "empty cache fetches");
+	ok(seeds_given == 1 && seed_given != 0, "jansson seeded by the cache, "
+	    "before the first JSON object");
 	ok(file_mode(cache) == 0700, "cache directory created 0700");
 	ok(file_mode(file) == 0600, "cache file is 0600");
 	ok(t.expires_at >= now + 3600 && t.expires_at <= time(NULL) + 3600,
@@ -1720,6 +1747,7 @@ main(void)
 		static const char nul[] = "{\"version\":1,\"expires_at\":"
 		    "99999999999,\"token_length\":3\0}\nabc";
 		time_t nul_exp;
+		char want[600];
 		size_t k;
 
 		for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
@@ -1736,6 +1764,11 @@ main(void)
 		ok(oa2_cache_peek(a, &nul_exp, &err) == OA2_ERR_CACHE,
 		    "a NUL byte in the JSON line is corrupt");
 		put_token(file, "abc", time(NULL) + 9999, 0644);
+		ok(oa2_cache_peek(a, &nul_exp, &err) == OA2_ERR_CACHE,
+		    "a world-readable cache file is unreadable");
+		has_str(err.msg, "token cache file", "its sentence names it");
+		has_str(err.msg, "is accessible by group or others (mode 0644)",
+		    "and says why");
 		oa2_token_clear(&a->mem);
 		i = requests();
 		ok(oa2_token_get(a, &lg, &t2, &from, &err) == 0 &&
@@ -1743,6 +1776,17 @@ main(void)
 		    file_mode(file) == 0600,
 		    "a world-readable cache file is not trusted");
 		oa2_token_clear(&t2);
+		/* a missing file: strerror's text, without its first call */
+		unlink(file);
+		ok(oa2_cache_peek(a, &nul_exp, &err) == OA2_ERR_CACHE &&
+		    nul_exp == 0, "a missing cache file: no token");
+		snprintf(want, sizeof(want), "cannot open token cache file %s: "
+		    "%s", file, strerror(ENOENT));
+		is_str(err.msg, want, "said as strerror would say it");
+		mkfifo(file, 0600);
+		ok(oa2_cache_peek(a, &nul_exp, &err) == OA2_ERR_CACHE,
+		    "a FIFO in its place is refused, without hanging");
+		unlink(file);
 	}
 
 	/*
@@ -1920,6 +1964,8 @@ main(void)
 	test_waiters_failure();
 	test_sweep_schedule();
 	test_per_mailbox();
+	ok(seeds_given == 1, "jansson seeded once in the process, for all "
+	    "the requests above");
 
 	snprintf(text, sizeof(text), "rm -rf %s", dir);
 	if (system(text) != 0)
