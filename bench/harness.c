@@ -13,12 +13,17 @@
  *	the first authentication of a fresh process, and the time of its
  *	sasl_client_start split into libcurl (TLS handshake, HTTP and
  *	teardown), signing (EVP_DigestSign*), random bytes (RAND_bytes)
- *	and fsync; under callgrind only this authentication is counted.
+ *	and fsync, with the page faults of sasl_client_start (start_flt)
+ *	and of the libcurl, signing and random calls in it (lib_flt);
+ *	under callgrind only this authentication is counted.
  *	With -L, first an untimed start of MECH for a mailbox of no
  *	account: the plugin parses its configuration on the first use of
  *	a mechanism in a process, once (issue 16; before, a root process
  *	did it at sasl_client_init), and what is measured is then one
  *	token request alone; its time is printed as config_ns.
+ *   harness pagefault
+ *	what a first touch of a fresh page costs on this machine: the
+ *	mean time of one page fault over 256 anonymous pages.
  *   harness mem   [-m MECH]
  *	VmHWM, VmRSS, RssAnon and RssFile at start, after
  *	sasl_client_init, after one and after two authentications.
@@ -50,6 +55,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +96,17 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Page faults of this process so far (minor and major). */
+static uint64_t
+faults(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) == -1)
+		return 0;
+	return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -111,6 +129,7 @@ static struct {
 	uint64_t	sign;		/* EVP_DigestSign* outside libcurl */
 	uint64_t	rand;		/* RAND_bytes outside libcurl (the jti) */
 	uint64_t	fsync;		/* fsync (the disk cache write) */
+	uint64_t	flt;		/* page faults in curl, sign and rand */
 	int		in_curl;
 	int		requests;
 } split;
@@ -210,15 +229,17 @@ EXPORT CURLcode
 curl_easy_perform(CURL *curl)
 {
 	curl_off_t us = 0;
-	uint64_t t0;
+	uint64_t t0, f0;
 	CURLcode rc;
 
 	REAL(perform, "curl_easy_perform");
 	REAL(getinfo, "curl_easy_getinfo");
 	split.in_curl++;
+	f0 = faults();
 	t0 = now_ns();
 	rc = reals.perform(curl);
 	split.curl += now_ns() - t0;
+	split.flt += faults() - f0;
 	split.in_curl--;
 	if (reals.getinfo(curl, CURLINFO_APPCONNECT_TIME_T, &us) == CURLE_OK)
 		split.tls += (uint64_t)us * 1000u;
@@ -229,13 +250,15 @@ curl_easy_perform(CURL *curl)
 EXPORT void
 curl_easy_cleanup(CURL *curl)
 {
-	uint64_t t0;
+	uint64_t t0, f0;
 
 	REAL(cleanup, "curl_easy_cleanup");
 	split.in_curl++;
+	f0 = faults();
 	t0 = now_ns();
 	reals.cleanup(curl);
 	split.curl += now_ns() - t0;
+	split.flt += faults() - f0;
 	split.in_curl--;
 }
 
@@ -243,14 +266,17 @@ EXPORT int
 EVP_DigestSignInit(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const EVP_MD *type,
     ENGINE *e, EVP_PKEY *pkey)
 {
-	uint64_t t0;
+	uint64_t t0, f0;
 	int r;
 
 	REAL(sign_init, "EVP_DigestSignInit");
+	f0 = faults();
 	t0 = now_ns();
 	r = reals.sign_init(ctx, pctx, type, e, pkey);
-	if (!split.in_curl)
+	if (!split.in_curl) {
 		split.sign += now_ns() - t0;
+		split.flt += faults() - f0;
+	}
 	return r;
 }
 
@@ -258,28 +284,34 @@ EXPORT int
 EVP_DigestSign(EVP_MD_CTX *ctx, unsigned char *sig, size_t *siglen,
     const unsigned char *tbs, size_t tbslen)
 {
-	uint64_t t0;
+	uint64_t t0, f0;
 	int r;
 
 	REAL(sign, "EVP_DigestSign");
+	f0 = faults();
 	t0 = now_ns();
 	r = reals.sign(ctx, sig, siglen, tbs, tbslen);
-	if (!split.in_curl)
+	if (!split.in_curl) {
 		split.sign += now_ns() - t0;
+		split.flt += faults() - f0;
+	}
 	return r;
 }
 
 EXPORT int
 RAND_bytes(unsigned char *buf, int num)
 {
-	uint64_t t0;
+	uint64_t t0, f0;
 	int r;
 
 	REAL(rand, "RAND_bytes");
+	f0 = faults();
 	t0 = now_ns();
 	r = reals.rand(buf, num);
-	if (!split.in_curl)
+	if (!split.in_curl) {
 		split.rand += now_ns() - t0;
+		split.flt += faults() - f0;
+	}
 	return r;
 }
 
@@ -363,6 +395,8 @@ sasl_fail(sasl_conn_t *conn, const char *what, int r)
  * start, a last empty step when the mechanism wants one, dispose.
  * *start_ns (if not NULL) gets the time of sasl_client_start.
  */
+static uint64_t start_flt;	/* page faults of the last sasl_client_start */
+
 static int
 auth_once(const char *mech, uint64_t *start_ns)
 {
@@ -378,10 +412,12 @@ auth_once(const char *mech, uint64_t *start_ns)
 		sasl_fail(conn, "sasl_client_new", r);
 		return -1;
 	}
+	start_flt = faults();
 	t0 = now_ns();
 	r = sasl_client_start(conn, mech, NULL, &out, &outlen, &chosen);
 	if (start_ns != NULL)
 		*start_ns = now_ns() - t0;
+	start_flt = faults() - start_flt;
 	if (r == SASL_CONTINUE)
 		r = sasl_client_step(conn, NULL, 0, NULL, &out, &outlen);
 	if (r != SASL_OK) {
@@ -482,11 +518,13 @@ cmd_once(const char *mech)
 		return 1;
 	printf("once mech=%s config_ns=%llu total_ns=%llu start_ns=%llu "
 	    "curl_ns=%llu tls_ns=%llu sign_ns=%llu rand_ns=%llu fsync_ns=%llu "
-	    "requests=%d\n", mech, (unsigned long long)config,
+	    "start_flt=%llu lib_flt=%llu requests=%d\n", mech,
+	    (unsigned long long)config,
 	    (unsigned long long)total,
 	    (unsigned long long)start, (unsigned long long)split.curl,
 	    (unsigned long long)split.tls, (unsigned long long)split.sign,
 	    (unsigned long long)split.rand, (unsigned long long)split.fsync,
+	    (unsigned long long)start_flt, (unsigned long long)split.flt,
 	    split.requests);
 	sasl_client_done();
 	return 0;
@@ -825,9 +863,39 @@ usage(void)
 	    "-s SECONDS]\n"
 	    "       harness spawn -n N COMMAND [ARG...]\n"
 	    "       harness features\n"
+	    "       harness pagefault\n"
 	    "options: -u USER (default user@contoso.com), -w PASSWORD "
 	    "(default $BENCH_PASSWORD)\n");
 	return EX_USAGE;
+}
+
+/*
+ * What this machine charges for a page a process touches for the first
+ * time (the cold path's page faults: a new heap page, a library's code
+ * page): 256 fresh anonymous pages written once each, the time and the
+ * faults counted.
+ */
+static int
+cmd_pagefault(void)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = 256, i;
+	uint64_t t0, f0, t, f;
+	char *p;
+
+	p = mmap(NULL, n * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+	    MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		err(EX_OSERR, "mmap");
+	f0 = faults();
+	t0 = now_ns();
+	for (i = 0; i < n; i++)
+		((volatile char *)p)[i * pg] = 1;
+	t = now_ns() - t0;
+	f = faults() - f0;
+	printf("pagefault pages=%zu faults=%llu ns_per_fault=%llu\n", n,
+	    (unsigned long long)f, (unsigned long long)(f > 0 ? t / f : 0));
+	munmap(p, n * pg);
+	return 0;
 }
 
 static long
@@ -875,6 +943,8 @@ main(int argc, char **argv)
 		printf("features callgrind=%d\n", HAVE_CALLGRIND);
 		return 0;
 	}
+	if (strcmp(cmd, "pagefault") == 0)
+		return cmd_pagefault();
 	if (strcmp(cmd, "spawn") == 0)
 		return n > 0 && argc > 0 ? cmd_spawn(n, argv) : usage();
 	if (argc != 0)
