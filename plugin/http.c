@@ -586,27 +586,54 @@ oa2_http_response_clear(struct oa2_http_response *resp)
 	resp->retry_after = -1;
 }
 
+/* Whether c stays as it is in a form value: RFC 3986's unreserved. */
+static int
+unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+	    c == '~';
+}
+
+/*
+ * The value is escaped as curl_easy_escape escapes it ("%2F"), straight
+ * into the one new buffer: no copy of it (the secret, the assertion)
+ * beside the form to wipe, one allocation per pair.
+ */
 int
 oa2_form_add(char **form, size_t *len, const char *name, const char *value)
 {
-	char *esc, *nf;
-	size_t n, esclen;
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *v;
+	size_t n, nlen, vlen = 0;
+	char *nf, *p;
 
 	if (value == NULL)
 		return OA2_ERR_INTERNAL;
-	if ((esc = curl_easy_escape(NULL, value, 0)) == NULL)
+	for (v = (const unsigned char *)value; *v != '\0'; v++)
+		vlen += unreserved(*v) ? 1 : 3;
+	nlen = strlen(name);
+	n = *len + (*len > 0) + nlen + 1 + vlen;
+	if ((nf = malloc(n + 1)) == NULL)
 		return OA2_ERR_NOMEM;
-	esclen = strlen(esc);
-	n = *len + (*len > 0) + strlen(name) + 1 + esclen;
-	if ((nf = malloc(n + 1)) == NULL) {
-		oa2_wipe(esc, esclen);
-		curl_free(esc);
-		return OA2_ERR_NOMEM;
+	p = nf;
+	if (*len > 0) {
+		memcpy(p, *form, *len);
+		p += *len;
+		*p++ = '&';
 	}
-	snprintf(nf, n + 1, "%s%s%s=%s", *form != NULL ? *form : "",
-	    *len > 0 ? "&" : "", name, esc);
-	oa2_wipe(esc, esclen);
-	curl_free(esc);
+	memcpy(p, name, nlen);
+	p += nlen;
+	*p++ = '=';
+	for (v = (const unsigned char *)value; *v != '\0'; v++)
+		if (unreserved(*v))
+			*p++ = (char)*v;
+		else {
+			*p++ = '%';
+			*p++ = hex[*v >> 4];
+			*p++ = hex[*v & 15];
+		}
+	*p = '\0';
 	if (*form != NULL)
 		oa2_freezero(*form, *len + 1);
 	*form = nf;

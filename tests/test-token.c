@@ -426,6 +426,25 @@ test_form(void)
 	ok(oa2_form_add(&form, &len, "n", NULL) == OA2_ERR_INTERNAL,
 	    "form: NULL value refused");
 	oa2_freezero(form, len + 1);
+
+	/* every byte escaped as curl_easy_escape escapes it */
+	{
+		char all[256], *want, *got;
+		int i;
+
+		for (i = 1; i < 256; i++)
+			all[i - 1] = (char)i;
+		all[255] = '\0';
+		form = NULL;
+		len = 0;
+		want = curl_easy_escape(NULL, all, 0);
+		ok(want != NULL && oa2_form_add(&form, &len, "v", all) == 0 &&
+		    strncmp(form, "v=", 2) == 0, "form: bytes 1 to 255");
+		got = form != NULL ? form + 2 : NULL;
+		is_str(got, want, "form: as curl_easy_escape escapes them");
+		curl_free(want);
+		oa2_freezero(form, len + 1);
+	}
 }
 
 /* ------------------------------------------------------------------ */
