@@ -6,7 +6,10 @@
 # token is fetched (one sentence says why) and no key log file is
 # created; without it, the login goes straight to the token endpoint.
 # A normal (non-setuid) program still honours https_proxy and NO_PROXY,
-# as documented.
+# as documented. And the loader: a setuid-root loadprobe run by nobody
+# with SASL_OAUTH2_PRELOAD=no loads the implementation at
+# sasl_client_init all the same; with the program's own oauth2_preload
+# no it loads nothing.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need setpriv findmnt
@@ -62,6 +65,33 @@ check "with one token request, straight to the endpoint" [ "$(token_requests)" =
 check "and nothing reached the proxy" [ "$(proxied)" = 0 ]
 check "(the config came from --option oauth2_config)" \
 	sh -c "! grep -q 'SASL_OAUTH2_CONF\|/etc/sasl-oauth2.conf' '$T/direct.out'"
+
+# The loader in a setuid program (docs/loading.md): the program may
+# still change identity, so with a configuration file the plugin loads
+# its implementation at sasl_client_init. SASL_OAUTH2_PRELOAD=no in the
+# environment is the invoking user's word, not the program's, and is
+# ignored; the program's own SASL option oauth2_preload no is honoured.
+cp "$top_builddir/tests/loadprobe" "$T/suid/loadprobe"
+chown root:root "$T/suid/loadprobe"
+chmod 4755 "$T/suid/loadprobe"
+# suid_probe NAME [ARG...]: the setuid loadprobe run by nobody, looking
+# right after sasl_client_init, with SASL_OAUTH2_PRELOAD=no set
+suid_probe() {
+	_n=$1; shift
+	timeout $((20 * SLOW)) setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		env -i PATH=/usr/bin:/bin ASAN_OPTIONS=detect_leaks=0 \
+		SASL_OAUTH2_PRELOAD=no "$T/suid/loadprobe" -i -p "$T/plugins" \
+		-o "oauth2_config=$CONF" "$@" > "$T/$_n.out" 2>&1 </dev/null
+}
+suid_probe preload-env || true
+check "setuid loadprobe with SASL_OAUTH2_PRELOAD=no: it runs setuid" \
+	grep -q " secure=1 " "$T/preload-env.out"
+check "the variable is ignored: the implementation is loaded at sasl_client_init" \
+	grep -q " impl=1 " "$T/preload-env.out"
+check "and libcurl with it" grep -q " curl=1 " "$T/preload-env.out"
+suid_probe preload-option -o oauth2_preload=no || true
+check "the program's own option oauth2_preload no: nothing loaded" \
+	grep -q "secure=1 .* curl=0 impl=0 " "$T/preload-option.out"
 
 # A normal program: https_proxy is honoured, and NO_PROXY with it.
 # plain_login NAME [VAR=VALUE...]: saslclient with those variables.

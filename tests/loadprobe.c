@@ -4,7 +4,8 @@
  * start, step, dispose, sasl_client_done) with MECH (default PLAIN,
  * user and password "probe"), then one line on stdout:
  *
- *   loadprobe: mech=M result=R hwm_kib=N curl=0|1 impl=0|1 ossl=0|1
+ *   loadprobe: mech=M result=R secure=0|1 hwm_kib=N curl=0|1 impl=0|1
+ *	ossl=0|1
  *
  * hwm_kib: peak RSS (VmHWM); curl, impl, ossl: whether libcurl, the
  * plugin's implementation object (sasl-oauth2-impl.so) and libssl were
@@ -17,9 +18,16 @@
  * number that succeeded; result is then the last failure's, or 0.
  * With -C DIR (as root) it chroots to DIR after sasl_client_init, as
  * a Postfix smtp process does; curl, impl and ossl are then -1.
+ * -p DIR names the plugin directory through SASL_CB_GETPATH, and
+ * -o NAME=VALUE (up to 4) answers the plugins' options through
+ * SASL_CB_GETOPT: as a program does, and as a setuid program must
+ * (libsasl2 ignores $SASL_PATH there). secure is AT_SECURE: 1 in a
+ * setuid or setgid run.
  *
- *   loadprobe [-i] [-m MECH] [-u USER] [-t N] [-C DIR]
+ *   loadprobe [-i] [-m MECH] [-u USER] [-t N] [-C DIR] [-p DIR]
+ *	[-o NAME=VALUE]...
  */
+#include <sys/auxv.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +36,9 @@
 
 #include <sasl/sasl.h>
 
-static const char *user = "probe", *mech = "PLAIN";
+static const char *user = "probe", *mech = "PLAIN", *plugin_dir;
+static char *opts[4];
+static int nopts;
 
 static int
 get_simple(void *ctx, int id, const char **result, unsigned *len)
@@ -57,6 +67,31 @@ log_cb(void *ctx, int level, const char *msg)
 	if (level <= SASL_LOG_WARN || getenv("LOADPROBE_DEBUG") != NULL)
 		fprintf(stderr, "log[%d]: %s\n", level, msg);
 	return SASL_OK;
+}
+
+static int
+get_path(void *ctx, const char **path)
+{
+	*path = plugin_dir;
+	return SASL_OK;
+}
+
+/* An option given with -o NAME=VALUE, for any plugin. */
+static int
+get_opt(void *ctx, const char *plugin, const char *option,
+    const char **result, unsigned *len)
+{
+	size_t n = strlen(option);
+	int i;
+
+	for (i = 0; i < nopts; i++)
+		if (strncmp(opts[i], option, n) == 0 && opts[i][n] == '=') {
+			*result = opts[i] + n + 1;
+			if (len != NULL)
+				*len = (unsigned)strlen(*result);
+			return SASL_OK;
+		}
+	return SASL_FAIL;
 }
 
 /* Whether a mapping of this process has needle in its path. */
@@ -132,6 +167,8 @@ main(int argc, char **argv)
 		{ SASL_CB_USER, (int (*)(void))(void *)get_simple, NULL },
 		{ SASL_CB_AUTHNAME, (int (*)(void))(void *)get_simple, NULL },
 		{ SASL_CB_PASS, (int (*)(void))(void *)get_pass, NULL },
+		{ SASL_CB_GETOPT, (int (*)(void))(void *)get_opt, NULL },
+		{ SASL_CB_LIST_END, NULL, NULL },	/* or GETPATH (-p) */
 		{ SASL_CB_LIST_END, NULL, NULL },
 	};
 	pthread_t tid[64];
@@ -140,20 +177,33 @@ main(int argc, char **argv)
 	sasl_conn_t *conn = NULL;
 	char *end, *root = NULL;
 
-	while ((c = getopt(argc, argv, "im:u:t:C:")) != -1)
+	while ((c = getopt(argc, argv, "im:u:t:C:p:o:")) != -1)
 		switch (c) {
 		case 'i': at_init = 1; break;
 		case 'm': mech = optarg; break;
 		case 'u': user = optarg; break;
 		case 'C': root = optarg; break;
+		case 'p':
+			plugin_dir = optarg;
+			cbs[5].id = SASL_CB_GETPATH;
+			cbs[5].proc = (int (*)(void))(void *)get_path;
+			break;
+		case 'o':
+			if (nopts < 4 && strchr(optarg, '=') != NULL) {
+				opts[nopts++] = optarg;
+				break;
+			}
+			goto usage;
 		case 't':
 			nthreads = (int)strtol(optarg, &end, 10);
 			if (*end == '\0' && nthreads >= 1 && nthreads <= 64)
 				break;
 			/* FALLTHROUGH */
 		default:
+ usage:
 			fprintf(stderr, "usage: loadprobe [-i] [-m MECH] "
-			    "[-u USER] [-t N] [-C DIR]\n");
+			    "[-u USER] [-t N] [-C DIR] [-p DIR] "
+			    "[-o NAME=VALUE]...\n");
 			return 2;
 		}
 	r = sasl_client_init(cbs);
@@ -185,8 +235,9 @@ main(int argc, char **argv)
 	if (conn != NULL)
 		sasl_dispose(&conn);
 	sasl_client_done();
-	printf("loadprobe: mech=%s result=%d hwm_kib=%ld curl=%d impl=%d "
-	    "ossl=%d", mech, r, hwm_kib(), curl, impl, ossl);
+	printf("loadprobe: mech=%s result=%d secure=%d hwm_kib=%ld curl=%d "
+	    "impl=%d ossl=%d", mech, r, getauxval(AT_SECURE) != 0, hwm_kib(),
+	    curl, impl, ossl);
 	if (nthreads > 0)
 		printf(" threads_ok=%d", nok);
 	printf("\n");
