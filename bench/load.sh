@@ -46,7 +46,9 @@ if ldd "$PLUGIN" | grep -q libasan; then
 fi
 
 D=$(mktemp -d /tmp/oa2-load.XXXXXX)
-trap 'rm -rf "$D"' EXIT INT TERM
+trap 'rm -rf "$D"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 chmod 755 "$D"
 mkdir "$D/sys" "$D/with"
 for p in "$SYSPLUGINS"/*.so; do ln -s "$p" "$D/sys/"; ln -s "$p" "$D/with/"; done

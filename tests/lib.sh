@@ -70,7 +70,12 @@ cleanup() {
 	sleep 0.2
 	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the test (with the shell's status for it) and the EXIT
+# trap cleans up: a handler that only cleaned up would let the test go
+# on without its directory, and end 0.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 npass=0 nfail=0
 pass() { npass=$((npass + 1)); echo "ok - $*"; }

@@ -33,7 +33,7 @@ pf_stop() {
 		fi
 	done
 }
-trap 'pf_stop; cleanup' EXIT INT TERM
+trap 'pf_stop; cleanup' EXIT
 
 # pf_wrap: the private daemon_directory with the wrapped smtp (ASan,
 # valgrind); sets daemon_dir.
