@@ -298,14 +298,19 @@ oa2_refresh_write(const char *path, const struct oa2_refresh_file *rf,
 	}
 	free(tmp);
 	tmp = NULL;		/* renamed: nothing to remove */
+	/*
+	 * The new file is in place, whole and synced. Syncing its
+	 * directory makes the rename itself survive a power cut; where
+	 * that fails (EINVAL: a file system that cannot sync a directory;
+	 * EIO) the token is saved all the same, and saying it was not
+	 * would fail a login that holds a good token. A power cut could
+	 * then bring back the previous file.
+	 */
 	dir = dirname(dcopy);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-	    fsync(dfd) == -1) {
-		r = oa2_seterr(err, OA2_ERR_CREDENTIAL, "cannot sync directory "
-		    "%s of token file %s: %s", dir, path, strerror(errno));
-		goto out;
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		(void)fsync(dfd);
+		sweep_temps(dfd, path, 60);
 	}
-	sweep_temps(dfd, path, 60);
 	r = OA2_OK;
  out:
 	if (fd != -1)

@@ -8,6 +8,8 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,27 @@
 #include "tap.h"
 
 static char dir[] = "/tmp/oa2-refresh-XXXXXX";
+
+/*
+ * fsync, failing with EIO for a directory while dir_fsync_fails is set:
+ * defined in the executable, it comes before libc's for the core.
+ */
+static int dir_fsync_fails;
+
+__attribute__((visibility("default"))) int
+fsync(int fd)
+{
+	static int (*real)(int);
+	struct stat st;
+
+	if (dir_fsync_fails && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		errno = EIO;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
+	return real != NULL ? real(fd) : -1;
+}
 
 static void
 put(const char *path, const char *text, mode_t mode)
@@ -80,6 +103,20 @@ main(void)
 	    got.signed_in == 1700000000 && got.refreshed == 1700000100,
 	    "read it back");
 	oa2_refresh_file_clear(&got);
+
+	/* the directory cannot be synced: the file is saved all the same */
+	dir_fsync_fails = 1;
+	free(rf.refresh_token);
+	rf.refresh_token = strdup("rt-two");
+	ok(oa2_refresh_write(path, &rf, (uid_t)-1, (gid_t)-1, &err) == 0,
+	    "a directory that cannot be synced: the write succeeds");
+	dir_fsync_fails = 0;
+	ok(oa2_refresh_read(path, &got, &err) == 0 &&
+	    strcmp(got.refresh_token, "rt-two") == 0,
+	    "and the new token is the one in the file");
+	oa2_refresh_file_clear(&got);
+	free(rf.refresh_token);
+	rf.refresh_token = strdup("rt-one");
 	chmod(path, 0640);
 	ok(oa2_refresh_read(path, &got, &err) == OA2_ERR_CREDENTIAL &&
 	    strstr(err.msg, "accessible by group or others") != NULL,
