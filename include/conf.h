@@ -96,10 +96,12 @@ struct oa2_account {
 
 	char	cache_key[33];		/* hex; names the disk cache file */
 	char	config_id[80];		/* identity of the config file loaded */
+#define OA2_REFUSAL_ID_MAX	160	/* config_id "|" a source's input_id */
 	struct oa2_token mem;		/* the in-memory cache */
 	int	cache_warned;		/* "cache dir unusable" logged once */
 	char	refused[OA2_ERRMSG_MAX];	/* memory only: a remembered */
-	time_t	refused_until;			/* refusal, until then */
+	time_t	refused_until;			/* refusal, until then, */
+	char	refused_id[OA2_REFUSAL_ID_MAX];	/* for this input */
 	/* plugin/cache.c's own, one set per account (docs/cache.md) */
 	pthread_mutex_t	lock;		/* one token request at a time */
 	size_t	mem_len;		/* strlen(mem.access_token) */

@@ -125,6 +125,17 @@ struct oa2_cred_kind {
 		    size_t len);
 
 	/*
+	 * Optional, for a source that reads its input afresh for each
+	 * request (a federated token file the kubelet rotates): what that
+	 * input is now ("" when it cannot be told), into buf. A refusal
+	 * remembered for failure_backoff holds only while it is the same:
+	 * a new file is asked about at once. NULL: the input is the
+	 * configuration's.
+	 */
+	void	(*input_id)(const struct oa2_account *a, char *buf,
+		    size_t len);
+
+	/*
 	 * Optional: turn the provider's refusal in err (OA2_ERR_DENIED, as
 	 * oa2_token_parse put it) into the sentence that says which step
 	 * of the set-up is missing. NULL: the parsed sentence stays.

@@ -33,6 +33,7 @@
 
 #include "cache.h"
 #include "conf.h"
+#include "cred.h"
 #include "secret.h"
 
 #ifndef O_PATH
@@ -431,15 +432,15 @@ entry_sum(const struct oa2_account *acct, const char *tok, size_t toklen,
 
 /*
  * What a cache file holds: a token (and when it came from the endpoint),
- * a refusal of the token endpoint remembered until retry_at by the
- * config file config_id, and the transient failure of the last request,
- * for the processes that waited for it (see take_failure).
+ * a refusal of the token endpoint remembered until retry_at for the
+ * input config_id names (refusal_id), and the transient failure of the
+ * last request, for the processes that waited for it (see take_failure).
  */
 struct entry {
 	struct oa2_token tok;		/* access_token NULL: none */
 	time_t	fetched_at;		/* 0: unknown */
 	time_t	retry_at;		/* 0: no refusal */
-	char	config_id[80];
+	char	config_id[OA2_REFUSAL_ID_MAX];
 	char	refused[OA2_ERRMSG_MAX];
 	long long failed_at;		/* wall clock, ns; 0: none */
 	int	failed_code;		/* one of kept_failure()'s codes */
@@ -1005,17 +1006,38 @@ take_failure(const struct oa2_account *acct, const struct oa2_log *lg,
 }
 
 /*
- * Whether a refusal remembered until `until` by the config config_id
- * still holds: back-off on, the same config file, and not further
- * ahead than failure_backoff (the clock may have been set back).
+ * What a refusal is remembered for: the config file loaded (config_id)
+ * and, for a source that reads its input afresh for each request (a
+ * federated token file), that input as it is now: "config_id|input".
+ */
+static void
+refusal_id(const struct oa2_account *acct, char *buf, size_t len)
+{
+	char in[OA2_REFUSAL_ID_MAX - sizeof(acct->config_id)] = "";
+
+	if (acct->kind != NULL && acct->kind->input_id != NULL)
+		acct->kind->input_id(acct, in, sizeof(in));
+	snprintf(buf, len, "%s%s%s", acct->config_id, *in != '\0' ? "|" : "",
+	    in);
+}
+
+/*
+ * Whether a refusal remembered until `until` for id still holds:
+ * back-off on, not further ahead than failure_backoff (the clock may
+ * have been set back), and the same config file and input (refusal_id:
+ * a rotated federated token is asked about at once).
  */
 static int
-backing_off(const struct oa2_account *acct, time_t until,
-    const char *config_id, time_t now)
+backing_off(const struct oa2_account *acct, time_t until, const char *id,
+    time_t now)
 {
-	return acct->failure_backoff > 0 && until > now &&
-	    until <= now + acct->failure_backoff &&
-	    strcmp(config_id, acct->config_id) == 0;
+	char cur[OA2_REFUSAL_ID_MAX];
+
+	if (acct->failure_backoff <= 0 || until <= now ||
+	    until > now + acct->failure_backoff)
+		return 0;
+	refusal_id(acct, cur, sizeof(cur));
+	return strcmp(id, cur) == 0;
 }
 
 /* Fail with a remembered refusal. */
@@ -1041,7 +1063,7 @@ remember(struct oa2_account *acct, const struct oa2_log *lg,
 	oa2_sanitize(e->refused, sizeof(e->refused), err->msg,
 	    sizeof(err->msg), sizeof(e->refused) - 1);
 	e->retry_at = time(NULL) + acct->failure_backoff;
-	snprintf(e->config_id, sizeof(e->config_id), "%s", acct->config_id);
+	refusal_id(acct, e->config_id, sizeof(e->config_id));
 	oa2_log(lg, OA2_LOG_INFO, "not asking the token endpoint again for "
 	    "account %s for %ld s (failure_backoff)", acct->match,
 	    acct->failure_backoff);
@@ -1153,13 +1175,14 @@ from_memory(struct oa2_account *acct, const struct oa2_log *lg, time_t now,
 	struct entry e = { .retry_at = 0 };
 	int r;
 
-	if (backing_off(acct, acct->refused_until, acct->config_id, now))
+	if (backing_off(acct, acct->refused_until, acct->refused_id, now))
 		return refuse(acct->refused, acct->refused_until, now, err);
 	*fetched = acct->mem_fetched;
 	if ((r = fetch(acct, lg, now, &acct->mem, out, fetched, failed,
 	    err)) != 0 && remember(acct, lg, err, &e)) {
 		memcpy(acct->refused, e.refused, sizeof(acct->refused));
 		acct->refused_until = e.retry_at;
+		memcpy(acct->refused_id, e.config_id, sizeof(acct->refused_id));
 	}
 	entry_clear(&e);
 	return r;

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,26 @@ fed_grant(const struct oa2_account *a, const char *mailbox, time_t now,
 	return r;
 }
 
+/*
+ * The file as it is now: device, inode, modification time and size.
+ * The kubelet's rotation (a new file renamed into place, or a new
+ * directory behind a symbolic link) changes the inode.
+ */
+static void
+fed_input_id(const struct oa2_account *a, char *buf, size_t len)
+{
+	const char *path = oa2_federated_path(a);
+	struct stat st;
+
+	if (path == NULL || stat(path, &st) == -1) {
+		*buf = '\0';
+		return;
+	}
+	snprintf(buf, len, "%lx:%lx:%lld.%09ld:%lld", (unsigned long)st.st_dev,
+	    (unsigned long)st.st_ino, (long long)st.st_mtim.tv_sec,
+	    st.st_mtim.tv_nsec, (long long)st.st_size);
+}
+
 static void
 fed_describe(const struct oa2_account *a, char *buf, size_t len)
 {
@@ -208,4 +229,5 @@ const struct oa2_cred_kind oa2_cred_federated = {
 	.cache_id = fed_cache_id,
 	.grant = fed_grant,
 	.describe = fed_describe,
+	.input_id = fed_input_id,
 };

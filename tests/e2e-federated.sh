@@ -120,6 +120,18 @@ run wrongsubtest test wrongsub@contoso.com --no-login
 expect wrongsubtest 77 out "subject system:serviceaccount:mail:other" \
 	"sasl-oauth2 test decodes the federated token's subject"
 expect wrongsubtest 77 out "add a federated credential" "and says how to fix it"
+# The refusal is remembered for failure_backoff, for that file only: the
+# kubelet's next token is asked about at once.
+n=$(fed_reqs "")
+run wrongsub-again token wrongsub@contoso.com
+expect wrongsub-again 77 err "(remembered; next attempt in " \
+	"the refusal is remembered while the file stays the same"
+check "without a request" [ "$(fed_reqs "")" = "$n" ]
+fedtoken "$T/fed/wrongsub"
+run wrongsub-rotated token wrongsub@contoso.com
+check "a new token in the file (a subject the app trusts) is asked about at once, and logs in" \
+	[ "$(rc wrongsub-rotated)" = 0 ]
+check "with one request" [ "$(fed_reqs "")" = $((n + 1)) ]
 run ccfed check-config
 expect ccfed 0 out "WARN  expired@contoso.com  tenant $TENANT  client $FED_CLIENT  federated token file $T/fed/expired" \
 	"check-config: an expired federated token is a WARN (not a broken account)"
