@@ -67,6 +67,20 @@ long oa2_token_forget(struct oa2_account *acct, const struct oa2_log *lg,
 long oa2_token_forget_len(struct oa2_account *acct,
     const struct oa2_log *lg, const char *token, size_t toklen);
 
+/*
+ * Hold the lock file of acct's credential (docs/cache.md), as a token
+ * request does while it asks the endpoint and writes what it got,
+ * waiting up to acct's timeout: for `sasl-oauth2 logout`, so that a
+ * refresh running in another process ends before the token file is
+ * revoked and removed, and cannot put it back. *lock goes to
+ * oa2_cache_unlock. OA2_OK, also without a disk cache or a usable lock
+ * file (nothing to wait for); OA2_ERR_TRANSIENT with the sentence when
+ * another process held it throughout.
+ */
+int oa2_cache_lock(const struct oa2_account *acct, int *lock,
+    struct oa2_error *err);
+void oa2_cache_unlock(int lock);
+
 /* Path of acct's cache file in a new string, or NULL (memory only). */
 char *oa2_cache_file(const struct oa2_account *acct);
 

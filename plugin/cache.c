@@ -1424,6 +1424,32 @@ oa2_token_forget_len(struct oa2_account *acct, const struct oa2_log *lg,
 }
 
 int
+oa2_cache_lock(const struct oa2_account *acct, int *lock,
+    struct oa2_error *err)
+{
+	struct timespec deadline;
+	char *dir;
+
+	*lock = LOCK_NONE;
+	if (acct->cache_dir == NULL || (dir = oa2_cache_dir(acct)) == NULL)
+		return OA2_OK;
+	deadline_set(&deadline, acct->timeout);
+	*lock = lock_take(acct, dir, &deadline);
+	free(dir);
+	if (*lock == LOCK_BUSY) {
+		*lock = LOCK_NONE;
+		return busy(acct, err);
+	}
+	return OA2_OK;
+}
+
+void
+oa2_cache_unlock(int lock)
+{
+	lock_release(lock);
+}
+
+int
 oa2_cache_peek(const struct oa2_account *acct, time_t *expires_at,
     struct oa2_error *err)
 {

@@ -422,6 +422,39 @@ expect mismatch 78 err "holds the sign-in of eve@contoso.com, not of $BOB" \
 check "and no request for it" [ "$(grep -c "^grant=refresh_token" "$T/google.log")" = "$n" ]
 cp "$T/bob.keep" "$T/tok/bob.json"; rm -f "$T/bob.keep"
 
+# logout while another process refreshes (the stand-in answers 2 s
+# late): logout waits for the credential's lock, so that the refresh
+# token it revokes is the one that refresh used (with Microsoft, it
+# saves a rotated one), and nothing writes the file after it is
+# deleted. (Then the file is put back, for the rows below.)
+rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
+cp "$T/tok/bob.json" "$T/bob.keep"
+n=$(refreshes google "$BOB")
+oc "$G/delay?seconds=$((2 * SLOW))" >/dev/null
+set +e
+timeout $((120 * SLOW)) $VALGRIND "$TOOL" token "$BOB" > "$T/racing.tok" 2> "$O/racing.err" </dev/null &
+tp=$!
+set -e
+held() { # whether a process holds a lock file of the cache
+	for f in "$T"/cache/*.lock "$T"/cache/*/*.lock; do
+		[ -e "$f" ] && ! flock -n "$f" true && return 0
+	done
+	return 1
+}
+i=0; while ! held; do i=$((i + 1)); [ $i -lt $((600 * SLOW)) ] || break; sleep 0.05; done
+check "a refresh is under way (it holds the credential's lock)" held
+run logout-race logout "$BOB"
+set +e; wait $tp; trc=$?; set -e
+oc "$G/delay?seconds=0" >/dev/null
+check "the refresh ends with its token" sh -c "[ $trc = 0 ] && [ -s '$T/racing.tok' ]"
+rm -f "$T/racing.tok"
+expect logout-race 0 out "revoked the refresh token of $BOB" "logout, meanwhile, revokes"
+last() { grep -n "^grant=$1 user=$BOB result=ok" "$T/google.log" | tail -n 1 | cut -d: -f1; }
+check "after the refresh had its answer (it waited for the lock)" sh -c \
+	"[ $(refreshes google "$BOB") = $((n + 1)) ] && [ $(last revoke) -gt $(last refresh_token) ]"
+check "and the token file stays deleted" [ ! -e "$T/tok/bob.json" ]
+cp "$T/bob.keep" "$T/tok/bob.json"; rm -f "$T/bob.keep"
+
 # what a login or rotation killed before its rename left beside the
 # file (a whole refresh token, here a fresh one): logout deletes it too
 ( umask 077; cp "$T/tok/bob.json" "$T/tok/bob.json.Kx7q2Z" )

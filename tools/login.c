@@ -571,9 +571,9 @@ code_flow(const struct login *l)
 	return ex;
 }
 
-/* RFC 7009: revoke the refresh token, then delete the file. */
+/* logout, with the credential's lock held. */
 static int
-logout(const struct login *l)
+logout_locked(const struct login *l)
 {
 	struct oa2_http_response resp = { .retry_after = -1 };
 	struct oa2_refresh_file rf;
@@ -625,6 +625,26 @@ logout(const struct login *l)
 	}
 	printf("deleted %s\n", l->rd->token_file);
 	return EX_OK;
+}
+
+/* RFC 7009: revoke the refresh token, then delete the file. */
+static int
+logout(const struct login *l)
+{
+	struct oa2_error err;
+	int ex, lock;
+
+	/*
+	 * A refresh in another process (the plugin, token, test) holds the
+	 * credential's lock until it has written the rotated refresh token:
+	 * wait for it, so that what is revoked and removed is the newest,
+	 * and nothing puts the file back afterwards.
+	 */
+	if (oa2_cache_lock(l->a, &lock, &err) != 0)
+		return fail("%s; try again", err.msg);
+	ex = logout_locked(l);
+	oa2_cache_unlock(lock);
+	return ex;
 }
 
 int
