@@ -719,10 +719,14 @@ refresh_cache_id(const struct oa2_account *a, EVP_MD_CTX *ctx)
 	    EVP_DigestUpdate(ctx, a->match, strlen(a->match) + 1);
 }
 
+/*
+ * One refresh with the token file's refresh token; *used (if not NULL)
+ * gets a copy of the one sent (a secret), when one was.
+ */
 static int
-refresh_fetch(const struct oa2_account *a, const char *mailbox,
-    const struct oa2_log *lg, time_t now, long timeout,
-    struct oa2_token *out, long *code, struct oa2_error *err)
+refresh_with_file(const struct oa2_account *a, const struct oa2_log *lg,
+    time_t now, long timeout, struct oa2_token *out, long *code,
+    struct oa2_error *err, char **used)
 {
 	const struct oa2_refresh *rd = a->data;
 	struct oa2_refresh_file rf;
@@ -733,7 +737,6 @@ refresh_fetch(const struct oa2_account *a, const char *mailbox,
 	gid_t gid = (gid_t)-1;
 	int r;
 
-	(void)mailbox;
 	memset(out, 0, sizeof(*out));
 	*code = 0;
 	if ((r = oa2_refresh_read(rd->token_file, &rf, err)) != 0) {
@@ -793,10 +796,62 @@ refresh_fetch(const struct oa2_account *a, const char *mailbox,
 	memset(&tok, 0, sizeof(tok));	/* token.c logs it */
  out:
 	oa2_token_clear(&tok);
+	if (used != NULL) {
+		*used = old;
+		old = NULL;	/* transferred */
+	}
 	oa2_freezero_str(&old);
 	if (form != NULL)
 		oa2_freezero(form, formlen + 1);
 	oa2_refresh_file_clear(&rf);
+	return r;
+}
+
+/*
+ * Whether token_file now holds another refresh token than used (a
+ * secret, compared and wiped here).
+ */
+static int
+replaced_since(const char *token_file, const char *used)
+{
+	struct oa2_refresh_file rf;
+	struct oa2_error ignored;
+	int r;
+
+	if (oa2_refresh_read(token_file, &rf, &ignored) != 0)
+		return 0;
+	r = strcmp(rf.refresh_token, used) != 0;
+	oa2_refresh_file_clear(&rf);
+	return r;
+}
+
+static int
+refresh_fetch(const struct oa2_account *a, const char *mailbox,
+    const struct oa2_log *lg, time_t now, long timeout,
+    struct oa2_token *out, long *code, struct oa2_error *err)
+{
+	const struct oa2_refresh *rd = a->data;
+	char *used = NULL;
+	int r;
+
+	(void)mailbox;
+	r = refresh_with_file(a, lg, now, timeout, out, code, err, &used);
+	/*
+	 * Refused, while a process that did not wait for the cache lock
+	 * (test --no-cache, or a lock file that could not be used)
+	 * rotated the refresh token: a provider that refuses a replaced
+	 * one (strict rotation) refused ours as used up. The file's new
+	 * one is tried, once.
+	 */
+	if (r == OA2_ERR_DENIED && used != NULL &&
+	    replaced_since(rd->token_file, used)) {
+		oa2_log(lg, OA2_LOG_INFO, "the refresh token of %s was refused "
+		    "and replaced by another process meanwhile; trying the "
+		    "new one", a->match);
+		r = refresh_with_file(a, lg, now, timeout, out, code, err,
+		    NULL);
+	}
+	oa2_freezero_str(&used);
 	return r;
 }
 

@@ -9,7 +9,10 @@
 # processes starting at once (one refresh) and with the plugin killed at
 # each point of a rotation (nothing lost), Google's is kept; a
 # revoked sign-in ends in its one sentence and is remembered (no second
-# request); logout revokes and deletes. No token is ever printed.
+# request); a refresh that did not wait for the cache lock and was
+# refused because others rotated meanwhile tries the file's newer token;
+# logout waits for a refresh under way, revokes and deletes. No token is
+# ever printed.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need curl mkfifo
@@ -340,6 +343,38 @@ if ${CC:-cc} -shared -fPIC -o "$T/killat.so" "$T/killat.c" -ldl 2>"$O/killat.cc"
 else
 	echo "ok - # SKIP rotation kills: no C compiler for the LD_PRELOAD shim"
 fi
+
+# A refresh that does not wait for the cache lock (test --no-cache) and
+# whose refresh token two others rotate meanwhile: the stand-in refuses
+# it as used up (AADSTS70000); the file's newer one is tried, once.
+MS="https://127.0.0.1:$MS_PORT"
+oc "$MS/hold" >/dev/null
+set +e
+timeout $((120 * SLOW)) $VALGRIND "$TOOL" test --no-login --no-cache "$ALICE" \
+	> "$O/nocache.out" 2> "$O/nocache.err" </dev/null &
+tp=$!
+set -e
+i=0; while [ "$(oc "$MS/held")" != '{"held": 1}' ]; do
+	i=$((i + 1)); [ $i -lt $((600 * SLOW)) ] || break; sleep 0.05; done
+check "test --no-cache: its refresh is held at the stand-in" [ "$(oc "$MS/held")" = '{"held": 1}' ]
+for k in 1 2; do
+	rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
+	run rotate$k test --no-login "$ALICE"
+done
+check "meanwhile two logins rotate the refresh token twice" \
+	sh -c "[ $(rc rotate1) = 0 ] && [ $(rc rotate2) = 0 ]"
+r=$(grep -c "error:reused" "$T/ms.log" || true)
+oc "$MS/release" >/dev/null
+set +e; wait $tp; trc=$?; set -e
+check "released, its refresh token is refused as used up" \
+	[ "$(grep -c "error:reused" "$T/ms.log" || true)" = $((r + 1)) ]
+check "and the file's newer one gets its token" sh -c \
+	"[ $trc = 0 ] && grep -q 'OK  *token: new from the token endpoint' '$O/nocache.out'"
+check "saying why it asked twice" \
+	grep -q "refused and replaced by another process meanwhile; trying the new one" "$O/nocache.err"
+rm -f "$T/cache"/*.token "$T/cache"/*/*.token 2>/dev/null || true
+if imtest_ok "$ALICE" XOAUTH2; then pass "the token file it left logs in"
+else fail "the token file it left logs in"; cat "$T/imtest.out"; tail -n 3 "$T/ms.log"; fi
 
 # revoked: one sentence, remembered (no hammering)
 oc "https://127.0.0.1:$MS_PORT/revoke-all?user=$ALICE" >/dev/null

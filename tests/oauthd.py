@@ -18,6 +18,9 @@ endpoints from authority and tenant is used as is:
   /revoke-all?user=M   the user revokes the app (password change)
   /delay?seconds=S     answer each later refresh grant S seconds late
                    (a wider window for processes that race to refresh)
+  /hold                hold the next refresh grant, unanswered and not
+                   yet judged, until /release; /held says how many are
+                   held (a request whose token is replaced meanwhile)
 
 Rotation (Microsoft mode): a refresh grant issues a new refresh token;
 the old one stays valid only until the new one has been used once, then
@@ -76,6 +79,9 @@ class Provider:
         self.refresh = {}       # refresh token -> dict(user, scope, state)
         self.interval = int(conf.get("interval", 1))
         self.delay = 0.0        # seconds before a refresh grant's answer
+        self.hold = False       # hold the next refresh grant (/hold)
+        self.held = 0           # refresh grants held now
+        self.release = threading.Event()
 
     def log(self, grant, user, result):
         with self.lock, open(self.log_path, "a") as f:
@@ -339,6 +345,15 @@ def make_handler(prov):
                 elif u.path == "/delay":
                     prov.delay = float(q.get("seconds", "0"))
                     answer = (200, {"ok": True})
+                elif u.path == "/hold":
+                    prov.hold = True
+                    prov.release.clear()
+                    answer = (200, {"ok": True})
+                elif u.path == "/held":
+                    answer = (200, {"held": prov.held})
+                elif u.path == "/release":
+                    prov.release.set()
+                    answer = (200, {"ok": True})
                 elif u.path.endswith("/authorize") or \
                         u.path.endswith("/auth"):
                     answer = prov.authorize(q)
@@ -364,6 +379,16 @@ def make_handler(prov):
             if path.endswith("/token") and prov.delay > 0 and \
                     form.get("grant_type") == "refresh_token":
                 time.sleep(prov.delay)  # outside the lock: others go on
+            if path.endswith("/token") and \
+                    form.get("grant_type") == "refresh_token":
+                with prov.state:
+                    hold, prov.hold = prov.hold, False
+                    if hold:
+                        prov.held += 1
+                if hold:        # outside the lock: others go on
+                    prov.release.wait(600)
+                    with prov.state:
+                        prov.held -= 1
             with prov.state:
                 if path.endswith("/devicecode"):
                     answer = prov.device(form)
