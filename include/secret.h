@@ -120,4 +120,11 @@ void oa2_snapshot_free(struct oa2_snapshot **snap);
 /* stat(2), answered from the snapshot in use when it holds path. */
 int oa2_stat(const char *path, struct stat *st);
 
+/*
+ * A file's identity as text into buf, "dev:ino:mtime.ns:size": another
+ * file renamed into place, or the file rewritten, gives another text.
+ */
+void oa2_file_id_text(dev_t dev, ino_t ino, const struct timespec *mtime,
+    off_t size, char *buf, size_t len);
+
 #endif

@@ -989,10 +989,8 @@ load_account(struct oa2_loader *ld, const config_setting_t *g,
 	a->timeout = st.timeout;
 	a->failure_backoff = st.failure_backoff;
 	/* A remembered refusal holds only for the file that saw it. */
-	snprintf(a->config_id, sizeof(a->config_id), "%lx:%lx:%lld.%09ld:%lld",
-	    (unsigned long)ld->cfg->dev, (unsigned long)ld->cfg->ino,
-	    (long long)ld->cfg->mtime.tv_sec, (long)ld->cfg->mtime.tv_nsec,
-	    (long long)ld->cfg->size);
+	oa2_file_id_text(ld->cfg->dev, ld->cfg->ino, &ld->cfg->mtime,
+	    ld->cfg->size, a->config_id, sizeof(a->config_id));
 	a->assertion_alg = st.assertion_alg;
 	a->assertion_lifetime = st.assertion_lifetime;
 	a->expiry_warning = st.expiry_warning * 86400;

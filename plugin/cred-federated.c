@@ -206,9 +206,8 @@ fed_input_id(const struct oa2_account *a, char *buf, size_t len)
 		*buf = '\0';
 		return;
 	}
-	snprintf(buf, len, "%lx:%lx:%lld.%09ld:%lld", (unsigned long)st.st_dev,
-	    (unsigned long)st.st_ino, (long long)st.st_mtim.tv_sec,
-	    st.st_mtim.tv_nsec, (long long)st.st_size);
+	oa2_file_id_text(st.st_dev, st.st_ino, &st.st_mtim, st.st_size, buf,
+	    len);
 }
 
 static void

@@ -543,3 +543,12 @@ oa2_digest_hex(EVP_MD_CTX *ctx, int ok, char hex[33])
 	oa2_wipe(md, sizeof(md));
 	return ok ? 0 : -1;
 }
+
+void
+oa2_file_id_text(dev_t dev, ino_t ino, const struct timespec *mtime,
+    off_t size, char *buf, size_t len)
+{
+	snprintf(buf, len, "%lx:%lx:%lld.%09ld:%lld", (unsigned long)dev,
+	    (unsigned long)ino, (long long)mtime->tv_sec, (long)mtime->tv_nsec,
+	    (long long)size);
+}
