@@ -1438,7 +1438,10 @@ oa2_cache_lock(const struct oa2_account *acct, int *lock,
 	free(dir);
 	if (*lock == LOCK_BUSY) {
 		*lock = LOCK_NONE;
-		return busy(acct, err);
+		return oa2_seterr(err, OA2_ERR_TRANSIENT, "another process held "
+		    "the token cache lock of account %s throughout %ld s "
+		    "(timeout): a token request is under way or hanging",
+		    acct->match, acct->timeout);
 	}
 	return OA2_OK;
 }

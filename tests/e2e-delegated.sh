@@ -456,6 +456,23 @@ expect mismatch 78 err "holds the sign-in of eve@contoso.com, not of $BOB" \
 	"a sign-in of another mailbox is an error"
 check "and no request for it" [ "$(grep -c "^grant=refresh_token" "$T/google.log")" = "$n" ]
 cp "$T/bob.keep" "$T/tok/bob.json"; rm -f "$T/bob.keep"
+# the lock held by another process throughout logout's wait (timeout):
+# logout gives up with a sentence, and revokes and deletes nothing
+"$PYTHON3" -c 'import fcntl, sys, time
+fs = [open(p) for p in sys.argv[1:]]
+for f in fs: fcntl.flock(f, fcntl.LOCK_EX)
+time.sleep(600)' "$T"/cache/*.lock &
+hp=$!
+i=0; while ! held; do i=$((i + 1)); [ $i -lt $((600 * SLOW)) ] || break; sleep 0.05; done
+r=$(grep -c "^grant=revoke" "$T/google.log" || true)
+run logout-busy logout "$BOB"
+kill $hp 2>/dev/null || true; wait $hp 2>/dev/null || true
+expect logout-busy 75 err "another process held the token cache lock of account $BOB throughout " \
+	"logout while the lock stays held: its sentence, 75"
+expect logout-busy 75 err "nothing was revoked or deleted: run sasl-oauth2 logout $BOB again" \
+	"which says what to do"
+check "and nothing was revoked or deleted" \
+	sh -c "[ -s '$T/tok/bob.json' ] && [ \$(grep -c '^grant=revoke' '$T/google.log') = $r ]"
 
 # logout while another process refreshes (the stand-in answers 2 s
 # late): logout waits for the credential's lock, so that the refresh

@@ -640,8 +640,11 @@ logout(const struct login *l)
 	 * wait for it, so that what is revoked and removed is the newest,
 	 * and nothing puts the file back afterwards.
 	 */
-	if (oa2_cache_lock(l->a, &lock, &err) != 0)
-		return fail("%s; try again", err.msg);
+	if (oa2_cache_lock(l->a, &lock, &err) != 0) {
+		(void)fail("%s; nothing was revoked or deleted: run "
+		    "sasl-oauth2 logout %s again", err.msg, l->user);
+		return EX_TEMPFAIL;
+	}
 	ex = logout_locked(l);
 	oa2_cache_unlock(lock);
 	return ex;
